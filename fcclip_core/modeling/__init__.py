@@ -1,0 +1,1 @@
+"""The FC-CLIP network: CLIP backbone, pixel decoder, transformer decoder."""

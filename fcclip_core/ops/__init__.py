@@ -1,0 +1,1 @@
+"""Multi-scale deformable attention: one entry point over native and reference kernels."""

@@ -1,0 +1,1 @@
+"""Command-line tools: parity check, benchmarks, segmentation and weight management."""
