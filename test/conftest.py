@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,18 @@ def reference_root() -> Path:
     if not (root / "README.md").is_file():
         pytest.skip(f"official reference data not found at {root} (set FCCLIP_REFERENCE_DIR)")
     return root
+
+
+def _isolate_dds() -> None:
+    """Keep DDS traffic of this test run on loopback and on a domain of its own.
+
+    Every process the tests start inherits this environment, so parallel runs (and a robot
+    on the same network) never see each other. FCCLIP_TEST_DOMAIN_ID pins the domain.
+    """
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    os.environ["ROS_DOMAIN_ID"] = os.environ.get(
+        "FCCLIP_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+
+
+_isolate_dds()
