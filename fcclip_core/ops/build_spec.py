@@ -158,11 +158,12 @@ def source_files(with_cuda: bool) -> list[Path]:
 
 
 def compile_flags(with_cuda: bool) -> dict[str, list[str]]:
-    cxx = ["/O2"] if _is_windows() else ["-O3", "-std=c++17"]
+    # no -std: torch adds the standard its headers need (C++20 for torch 2.14)
+    cxx = ["/O2"] if _is_windows() else ["-O3"]
     cxx += _openmp_flags()
     flags = {"cxx": cxx}
     if with_cuda:
-        flags["nvcc"] = ["-O3", "-std=c++17"]
+        flags["nvcc"] = ["-O3"]
     return flags
 
 
