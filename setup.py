@@ -26,7 +26,7 @@ CMAKE_WORK_DIR = ROOT / "build" / "ros_interfaces"
 # What CMakeLists.txt reads. It is configured from a copy: CMake refuses to export include
 # directories that lie inside the source tree, which the NumPy headers of a virtual
 # environment kept in the checkout (./.venv) would otherwise do.
-CMAKE_SOURCES = ("CMakeLists.txt", "package.xml", "msg", "srv", "scripts", "launch", "config")
+CMAKE_SOURCES = ("CMakeLists.txt", "package.xml", "msg", "srv", "scripts", "launch", "config", "demo_images")
 
 
 def package_version() -> str:
@@ -198,6 +198,8 @@ setup(
             "fcclip-segment=fcclip_core.tools.segment:main",
             "fcclip-weights=fcclip_core.tools.weights:main",
             "fcclip-segment-node=fcclip_ros.segment_node:main",
+            "fcclip-image-player=fcclip_ros.image_player:main",
+            "fcclip-demo=fcclip_ros.demo:main",
         ],
     },
     distclass=PlatformDistribution,

@@ -1,0 +1,75 @@
+"""Launch the FC-CLIP segmentation node (and optionally RViz with the overlay).
+
+    ros2 launch fcclip_ros segment.launch.py camera_topic:=/camera/color/image_raw
+    ros2 launch fcclip_ros segment.launch.py params_file:=/path/to/my_segment.yaml namespace:=front
+    ros2 launch fcclip_ros segment.launch.py weights:=/path/to/fcclip_cocopan.pth device:=cuda use_rviz:=true
+
+Every node parameter lives in the params file (default: the installed config/segment.yaml); the
+few arguments below that mirror parameters override the file only when they are given.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+SHARE = get_package_share_directory("fcclip_ros")
+
+
+def _as_bool(text):
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+# Launch arguments that override a node parameter when non-empty, with the parameter's type.
+PARAMETER_ARGUMENTS = {
+    "model_config": (str, "shipped model config name or YAML path"),
+    "weights": (str, "checkpoint file"),
+    "device": (str, "auto, cpu, cuda or cuda:N"),
+    "input_short_side": (int, "short image side fed to the model"),
+    "image_transport": (str, "raw or compressed"),
+    "allow_untrained": (_as_bool, "run with random weights when no checkpoint is found"),
+}
+
+ARGUMENTS = (
+    ("camera_topic", "/camera/image_raw",
+     "input sensor_msgs/Image topic; with image_transport:=compressed, <camera_topic>/compressed is used"),
+    ("params_file", os.path.join(SHARE, "config", "segment.yaml"), "node parameters (YAML)"),
+    ("namespace", "", "namespace of the node (its topics become /<namespace>/segment_node/...)"),
+    ("node_name", "segment_node", "name of the node"),
+    ("use_rviz", "false", "also start RViz with config/segment.rviz (overlay image)"),
+    ("rviz_config", os.path.join(SHARE, "config", "segment.rviz"), "RViz config file"),
+) + tuple((name, "", f"{text} (empty: the params file's value)") for name, (_, text) in PARAMETER_ARGUMENTS.items())
+
+
+def _launch_nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    overrides = {name: convert(arg(name)) for name, (convert, _) in PARAMETER_ARGUMENTS.items() if arg(name)}
+    camera = arg("camera_topic")
+    parameters = [arg("params_file")] + ([overrides] if overrides else [])
+    actions = [
+        Node(
+            package="fcclip_ros",
+            executable="segment_node",
+            name=arg("node_name"),
+            namespace=arg("namespace"),
+            parameters=parameters,
+            remappings=[("image", camera), ("image/compressed", camera.rstrip("/") + "/compressed")],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
+    if _as_bool(arg("use_rviz")):
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+                            arguments=["-d", arg("rviz_config")], output="screen"))
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
+        + [OpaqueFunction(function=_launch_nodes)]
+    )
