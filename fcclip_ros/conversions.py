@@ -254,7 +254,7 @@ def vocabulary_message(vocabulary: Any, version: int, header: Header) -> Vocabul
     return VocabularyMsg(
         header=header, version=int(version), class_ids=list(range(len(entries))),
         labels=[str(e.names[0]) for e in entries],
-        synonyms=[",".join(str(n) for n in e.names) for e in entries],
+        synonyms=[", ".join(str(n) for n in e.names) for e in entries],
         is_thing=[bool(e.isthing) for e in entries])
 
 

@@ -155,3 +155,29 @@ def vision_msgs_prefix() -> InterfacePrefix:
         return build_vision_msgs(REPO_ROOT / "build" / "test_vision_msgs")
     except (RuntimeError, OSError) as error:
         pytest.fail(f"could not build the test vision_msgs package: {error}")
+
+
+def _preload_libraries(prefix: InterfacePrefix) -> None:
+    """Make the test vision_msgs usable inside this (already started) process.
+
+    The dynamic linker reads LD_LIBRARY_PATH only at start-up, so the generated libraries are
+    loaded by path first; rosidl's run-time type-support lookup reads the variable when called.
+    """
+    import ctypes
+
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(prefix.root / "lib"), os.environ.get("LD_LIBRARY_PATH", "")) if p)
+    for kind in ("generator_c", "typesupport_introspection_c", "typesupport_fastrtps_c", "typesupport_c",
+                 "generator_py"):
+        ctypes.CDLL(str(prefix.root / "lib" / f"libvision_msgs__rosidl_{kind}.so"), mode=ctypes.RTLD_GLOBAL)
+    if str(prefix.site_packages) not in sys.path:
+        sys.path.insert(0, str(prefix.site_packages))
+
+
+@pytest.fixture(scope="session")
+def vision_msgs_module(vision_msgs_prefix: InterfacePrefix):
+    """``vision_msgs.msg`` of the test package, importable and usable with rclpy in this process."""
+    _preload_libraries(vision_msgs_prefix)
+    import vision_msgs.msg
+
+    return vision_msgs.msg

@@ -5,8 +5,6 @@ row padding, and checks the decoded RGB against the original.
 """
 from __future__ import annotations
 
-import importlib
-
 import cv2
 import numpy as np
 import pytest
@@ -225,11 +223,10 @@ def test_semantic_label_image() -> None:
         conv.semantic_label_image(semantic)
 
 
-def test_detections_and_label_info_with_wire_compatible_vision_msgs(vision_msgs_prefix, monkeypatch) -> None:
+def test_detections_and_label_info_with_wire_compatible_vision_msgs(vision_msgs_prefix, vision_msgs_module) -> None:
     for name, expected in VISION_MSGS_HASHES.items():
         assert vision_msgs_prefix.type_hash(name) == expected
-    monkeypatch.syspath_prepend(str(vision_msgs_prefix.site_packages))
-    vision_msgs = importlib.import_module("vision_msgs.msg")
+    vision_msgs = vision_msgs_module
     detections = conv.detection_array(small_panoptic(), header(), vision_msgs)
     assert detections.header.frame_id == "cam"
     # One detection per thing segment; the stuff segment (id 2) has none.
