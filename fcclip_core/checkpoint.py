@@ -73,10 +73,10 @@ class LoadReport:
 
 
 def summarize_keys(keys: List[str], limit: int = 12) -> str:
-    """Group keys that differ only in layer numbers: ``a.blocks.*.w (27 keys)``."""
+    """Group the keys of numbered sub-modules: ``transformer.resblocks.* (192 keys)``."""
     groups: "OrderedDict[str, int]" = OrderedDict()
     for key in keys:
-        pattern = re.sub(r"\.\d+(?=\.|$)", ".*", key)
+        pattern = re.sub(r"\.\d+(\..*)?$", ".*", key)
         groups[pattern] = groups.get(pattern, 0) + 1
     parts = [p if n == 1 else f"{p} ({n} keys)" for p, n in groups.items()]
     if len(parts) > limit:
@@ -125,12 +125,12 @@ def read_state_dict(source: CheckpointSource) -> Dict[str, torch.Tensor]:
 def read_clip_pretrained(source: CheckpointSource) -> Dict[str, torch.Tensor]:
     """open_clip weights (keys without the ``backbone.clip_model.`` prefix) as FC-CLIP keys."""
     if isinstance(source, (str, Path)):
-        import open_clip
+        from open_clip.factory import load_state_dict as open_clip_load_state_dict
 
         path = Path(source)
         if not path.is_file():
             raise CheckpointError(f"open_clip weights file not found: {path}")
-        tensors = dict(open_clip.load_state_dict(str(path), weights_only=True))
+        tensors = dict(open_clip_load_state_dict(str(path), weights_only=True))
     else:
         tensors = read_state_dict(source)
     return {k if k.startswith(CLIP_PREFIX) else CLIP_PREFIX + k: v for k, v in tensors.items() if torch.is_tensor(v)}
@@ -162,13 +162,6 @@ def load_checkpoint(
     report = LoadReport()
     label = f" ({config_name})" if config_name else ""
 
-    matched = sum(1 for k in ckpt if k in expected)
-    if matched < MIN_MATCH_FRACTION * len(expected) and clip_pretrained is None:
-        raise CheckpointError(
-            f"this does not look like a checkpoint of this FC-CLIP model{label}: only {matched} of its "
-            f"{len(ckpt)} keys are among the model's {len(expected)} (e.g. unexpected: "
-            f"{summarize_keys(sorted(set(ckpt) - set(expected)), 5)})")
-
     to_load: Dict[str, torch.Tensor] = {}
     for key, value in ckpt.items():
         if key in expected:
@@ -197,6 +190,11 @@ def load_checkpoint(
             del to_load[key]
     report.loaded = [k for k in to_load if k not in report.from_clip_pretrained]
 
+    if len(to_load) < MIN_MATCH_FRACTION * len(expected):
+        raise CheckpointError(
+            f"this does not look like a checkpoint of this FC-CLIP model{label}: only {len(to_load)} of the "
+            f"model's {len(expected)} tensors are in it with the right shape ({len(report.mismatched)} with "
+            f"other shapes, {len(report.unexpected)} unknown keys)\n" + report.summary())
     if strict and not report.ok:
         raise CheckpointError(_failure_message(report, label))
 
