@@ -97,13 +97,16 @@ class WeightsStore:
             words += ["--cache-dir", str(self.cache_dir)]
         return shlex.join(words + list(args))
 
-    def how_to_get(self, entry: ModelEntry) -> str:
-        """The exact commands: download here, or fetch elsewhere and import (air-gapped)."""
+    def how_to_get(self, entry: ModelEntry, *, failed: bool = False) -> str:
+        """The exact commands: download here, or fetch elsewhere and import (air-gapped).
+
+        ``failed``: after a failed download, whose partial files the same command resumes.
+        """
         sources = entry.checkpoint_sources()
         ckpt_url = sources[0].browser_url if sources else "(no source in the catalogue)"
         clip_urls = clip_browser_urls(entry.clip)
         return "\n".join([
-            "Get them with:",
+            "Once online again, resume with:" if failed else "Get them with:",
             f"    {self.command('download', entry.name)}",
             "Without internet on this machine (air-gapped): on another machine fetch",
             f"    {ckpt_url}   (the FC-CLIP checkpoint, {entry.checkpoint.filename})",
@@ -196,7 +199,7 @@ class WeightsStore:
                 failures.append(f"  {source}: {exc}")
         else:
             raise DownloadError(f"could not download the checkpoint of {entry.name!r}:\n" + "\n".join(failures)
-                                + "\n" + self.how_to_get(entry))
+                                + "\n" + self.how_to_get(entry, failed=True))
         self._admit_checkpoint(entry, md, part, origin=str(source))
 
     def _download_clip(self, entry: ModelEntry, md: ModelDir, progress: bool) -> None:
@@ -205,7 +208,7 @@ class WeightsStore:
             path, origin = fetch_clip(entry.clip, staging, progress=progress)
         except DownloadError as exc:
             raise DownloadError(f"could not download the CLIP weights of {entry.name!r} ({entry.clip.label}): "
-                                f"{exc}\n{self.how_to_get(entry)}") from None
+                                f"{exc}\n{self.how_to_get(entry, failed=True)}") from None
         self._admit_clip(entry, md, path, origin=origin)
         remove_quietly(staging)  # Hugging Face's download metadata for the staged file
 

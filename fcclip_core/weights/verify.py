@@ -88,11 +88,13 @@ def check_checkpoint(tensors: Tensors, config_name: str, where: str) -> Checkpoi
 
 
 def check_clip(tensors: Tensors, config_name: str, where: str, needed: Optional[tuple[str, ...]] = None) -> None:
-    """Check open_clip weights: every needed CLIP key, right shapes.
+    """Check open_clip weights: the model's CLIP, every needed key, right shapes.
 
     ``needed``: the CLIP keys a checkpoint lacks (``CheckpointCheck.clip_keys_needed``); without
     a checkpoint to ask, every key outside the visual tower (the text tower, which released
-    checkpoints omit) is needed.
+    checkpoints omit) is needed. Every other key the file shares with the model must have the
+    model's shape too, and a file whose keys are mostly not the model's is another CLIP model
+    (text towers of different CLIP models can have the same shapes; their visual towers differ).
     """
     kind = kind_of(tensors)
     if kind == "checkpoint":
@@ -100,23 +102,22 @@ def check_clip(tensors: Tensors, config_name: str, where: str, needed: Optional[
     if kind == "unknown":
         raise WeightsFileError(f"{where}: not open_clip CLIP weights (none of the {len(tensors)} keys is a CLIP key, "
                                f"e.g. {summarize_keys(sorted(tensors), 3)})")
-    shapes = expected_shapes(config_name)
+    shapes = {k[len(CLIP_PREFIX):]: v for k, v in expected_shapes(config_name).items() if k.startswith(CLIP_PREFIX)}
     if needed is None:
-        needed = tuple(k for k in shapes if k.startswith(CLIP_PREFIX) and not k.startswith(CLIP_PREFIX + "visual."))
-    wanted = needed
-    missing, mismatched = [], []
-    for key in wanted:
-        value = tensors.get(key[len(CLIP_PREFIX):])
-        if value is None:
-            missing.append(key[len(CLIP_PREFIX):])
-        elif tuple(value.shape) != shapes[key] and not (value.numel() == 1 and _numel(shapes[key]) == 1):
-            mismatched.append((key[len(CLIP_PREFIX):], tuple(value.shape), shapes[key]))
-    if missing or mismatched:
-        problems = []
-        if mismatched:
-            problems.append(f"{len(mismatched)} tensors have the wrong shape:\n{_shape_lines(mismatched)}")
-        if missing:
-            problems.append(f"{len(missing)} keys missing: {summarize_keys(missing)}")
+        needed = tuple(CLIP_PREFIX + k for k in shapes if not k.startswith("visual."))
+    missing = [k[len(CLIP_PREFIX):] for k in needed if k[len(CLIP_PREFIX):] not in tensors]
+    mismatched = [(k, tuple(v.shape), shapes[k]) for k, v in tensors.items()
+                  if k in shapes and tuple(v.shape) != shapes[k] and not (v.numel() == 1 and _numel(shapes[k]) == 1)]
+    foreign = [k for k in tensors if k not in shapes]
+    shared = len(tensors) - len(foreign)
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} tensors have the wrong shape:\n{_shape_lines(mismatched)}")
+    if missing:
+        problems.append(f"{len(missing)} keys missing: {summarize_keys(missing)}")
+    if len(foreign) > shared:
+        problems.append(f"{len(foreign)} of its {len(tensors)} keys are not this CLIP model's: {summarize_keys(foreign)}")
+    if problems:
         raise WeightsFileError(f"{where}: not the CLIP weights of model config {config_name!r} (another CLIP "
                                "model?):\n" + "\n".join(problems))
 
