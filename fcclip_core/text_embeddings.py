@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from fcclip_core.vocabulary import PROMPT_TEMPLATES, Vocabulary, build_prompts, coco_panoptic_vocabulary
+from fcclip_core.vocabulary import PROMPT_TEMPLATES, Vocabulary, build_prompts
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class TextEmbeddingStats:
 # The text tower's parts
 
 
+_TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "attn_mask", "ln_final", "text_projection")
+
+
 @dataclass
 class _TextTower:
     """The pieces of an open_clip text tower that encoding uses, wherever the model keeps them."""
@@ -75,7 +78,10 @@ class _TextTower:
     pool_type: Optional[str] = None  # "argmax" or "eos" when the feature is the end-of-text state
     eos_id: Optional[int] = None
     packable: bool = False  # prefix-tree packing gives the same features (see module docstring)
-    parts: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, name: str) -> Any:
+        """Looked up on each use: ``model.to(...)`` replaces buffers such as the causal mask."""
+        return getattr(self.module, name, None)
 
     def pooled_index(self, tokens: torch.Tensor) -> torch.Tensor:
         """Position of the token whose state becomes the feature, per row (open_clip's rule)."""
@@ -86,7 +92,7 @@ class _TextTower:
     def weights(self) -> list[torch.Tensor]:
         """The text tower's tensors (not the vision tower's, which may share the module)."""
         found: list[torch.Tensor] = []
-        for part in self.parts.values():
+        for part in map(self.part, _TEXT_PARTS):
             if isinstance(part, nn.Module):
                 found += list(part.parameters()) + list(part.buffers())
             elif isinstance(part, torch.Tensor):
@@ -115,17 +121,15 @@ def _resolve_tower(model: nn.Module) -> _TextTower:
     else:
         pool_type = getattr(owner, "text_pool_type", None)
         eos_id, cls_emb = getattr(owner, "text_eos_id", None), None
-    names = ("token_embedding", "positional_embedding", "transformer", "attn_mask", "ln_final", "text_projection")
-    parts = {name: getattr(owner, name, None) for name in names}
     context = int(getattr(owner, "context_length", 0) or getattr(model, "context_length", 0) or 77)
     packable = (
-        all(parts[name] is not None for name in names[:5])
+        all(getattr(owner, name, None) is not None for name in _TEXT_PARTS[:5])
         and pool_type in ("argmax", "eos")
         and cls_emb is None
-        and _is_causal_mask(parts["attn_mask"], context)
+        and _is_causal_mask(getattr(owner, "attn_mask"), context)
     )
     return _TextTower(module=owner, full_encode=full, context_length=context, pool_type=pool_type,
-                      eos_id=eos_id, packable=packable, parts=parts)
+                      eos_id=eos_id, packable=packable)
 
 
 def _is_causal_mask(mask: Optional[torch.Tensor], context: int) -> bool:
@@ -260,16 +264,16 @@ class PromptEncoder:
 
     def _run_pack(self, pack: PromptPack) -> torch.Tensor:
         """The end-of-text features of one pack's prompts: the steps of open_clip's encode_text."""
-        p = self.tower.parts
-        dtype = p["transformer"].get_cast_dtype()
-        device = p["token_embedding"].weight.device
+        part = self.tower.part
+        dtype = part("transformer").get_cast_dtype()
+        device = part("token_embedding").weight.device
         tokens = torch.tensor([pack.tokens], dtype=torch.long, device=device)
         positions = torch.tensor(pack.positions, dtype=torch.long, device=device)
-        x = p["token_embedding"](tokens).to(dtype) + p["positional_embedding"][positions].to(dtype)
-        x = p["transformer"](x, attn_mask=pack.attention_mask(dtype, device))
-        x = p["ln_final"](x)
+        x = part("token_embedding")(tokens).to(dtype) + part("positional_embedding")[positions].to(dtype)
+        x = part("transformer")(x, attn_mask=pack.attention_mask(dtype, device))
+        x = part("ln_final")(x)
         ends = torch.tensor([node for _, node in pack.outputs], dtype=torch.long, device=device)
-        return _project(x[0, ends], p["text_projection"])
+        return _project(x[0, ends], part("text_projection"))
 
     def _encode_full(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         step = max(1, self.tokens_per_pass // tokens.shape[1])
@@ -345,8 +349,7 @@ class TextEmbeddingCache:
         device = self.device or self.encoder.device
         with torch.no_grad():  # plain tensors for the caller, not inference-mode ones
             embeddings = torch.stack([rows[name] for name in names]).to(device=device, dtype=torch.float32)
-        seen = torch.tensor(vocabulary.seen_mask(self.train_vocabulary or coco_panoptic_vocabulary()),
-                            dtype=torch.int64, device=device)
+        seen = torch.tensor(vocabulary.seen_mask(self.train_vocabulary), dtype=torch.int64, device=device)
         return ClassEmbeddings(embeddings, vocabulary.synonym_counts, seen, vocabulary)
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

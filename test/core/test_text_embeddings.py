@@ -205,6 +205,10 @@ def test_cache_empties_when_the_weights_change(reference_root):
     after = cache.embed(vocabulary).embeddings
     assert cache.stats.names_encoded == 4
     assert not torch.allclose(before, after)
+    model.double()  # a cast replaces every tensor: encode again, in the new dtype
+    in_double = cache.embed(vocabulary).embeddings
+    assert cache.stats.names_encoded == 6 and in_double.dtype == torch.float32
+    torch.testing.assert_close(in_double, after, rtol=0, atol=1e-5)
     cache.clear()
     assert "cat" not in cache and cache.stats.cached_names == 0
 
