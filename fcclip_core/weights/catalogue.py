@@ -111,8 +111,13 @@ class Catalogue:
     path: Path = field(default=DEFAULT_CATALOGUE)
 
     def get(self, name: Optional[str]) -> ModelEntry:
+        """The entry called ``name`` (default: the catalogue's default), or the one model that uses
+        the model config ``name`` (so callers holding a config name find its weights too)."""
         name = name or self.default
         if name not in self.models:
+            by_config = [e for e in self.models.values() if e.config == name]
+            if len(by_config) == 1:
+                return by_config[0]
             raise CatalogueError(f"unknown model {name!r}; known models: {', '.join(self.models)} "
                                  "(see `fcclip-weights list`)")
         return self.models[name]

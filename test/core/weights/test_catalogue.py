@@ -80,6 +80,10 @@ def test_malformed_catalogues(tmp_path, text, message):
         load_catalogue(path)
 
 
+def test_a_model_config_name_finds_its_weights(weights_env):
+    assert load_catalogue().get("fixture_tiny").name == "tiny"  # the test catalogue's entry for that config
+
+
 def test_unknown_model_lists_the_known_ones(shipped):
     with pytest.raises(CatalogueError, match="unknown model 'rn18'; known models: convnext_large, rn50"):
         shipped.get("rn18")
