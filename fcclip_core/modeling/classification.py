@@ -61,7 +61,7 @@ class TextClassifier:
             rows.append(members + [start] * (width - count))
             start += count
         index = torch.tensor(rows, dtype=torch.long, device=embeddings.device)
-        void = F.normalize(void_embedding.reshape(1, -1), dim=-1).to(embeddings.dtype)
+        void = F.normalize(void_embedding.detach().reshape(1, -1), dim=-1).to(embeddings.dtype)
         return cls(weights=torch.cat([embeddings, void], 0), synonym_index=index, seen=seen_t)
 
 
