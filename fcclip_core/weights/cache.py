@@ -8,7 +8,7 @@ Layout (``$FCCLIP_WEIGHTS_DIR``, default ``${XDG_CACHE_HOME:-~/.cache}/fcclip_ro
         open_clip_<name>-<tag>.<ext>  the open_clip weights that complete it
         fcclip_<model>.safetensors    the single-file export (`fcclip-weights export`)
         .partial/                     downloads and imports under way: *.part (+ .part.json
-                                      resume data), Hugging Face staging; never a final name
+                                      resume data); never a final name
 
 A file gets its final name only after it has been checked (keys, shapes, hash), and it is
 "complete" only once the manifest, written atomically after the rename, lists it with the same

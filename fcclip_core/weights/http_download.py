@@ -81,19 +81,23 @@ class _Restart(Exception):
 
 
 def fetch_url(url: str, part: Path, *, progress: bool = True, desc: Optional[str] = None,
-              read_timeout: float = READ_TIMEOUT_S, retries: int = 3, retry_wait_s: float = 1.0) -> Path:
+              read_timeout: float = READ_TIMEOUT_S, retries: int = 3, retry_wait_s: float = 1.0,
+              resume_key: Optional[str] = None) -> Path:
     """Download ``url`` into ``part`` (resuming it) and return it once the server sent every byte.
 
     A broken transfer is resumed up to ``retries`` times in a row without new bytes; after that
     a :class:`DownloadError` leaves the ``.part`` (and its resume data) for the next call.
+    ``resume_key`` names the content when the URL changes between calls (signed CDN links): a
+    ``.part`` is resumed only for the same key (by default the URL).
     """
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
     state_path = part.with_name(part.name + ".json")
     state = _read_state(state_path)
-    if state.get("url") != url or not part.exists():
+    key = resume_key or url
+    if state.get("key") != key or not part.exists():
         part.unlink(missing_ok=True)
-        state = {"url": url}
+        state = {"key": key}
         _write_state(state_path, state)
     desc = desc or part.name.removesuffix(".part")
     failures = 0
@@ -104,7 +108,7 @@ def fetch_url(url: str, part: Path, *, progress: bool = True, desc: Optional[str
                 return part
         except _Restart:
             part.unlink(missing_ok=True)
-            state = {"url": url}
+            state = {"key": key}
             _write_state(state_path, state)
             continue
         except DownloadError:

@@ -2,11 +2,15 @@
 
 Every fetch first checks, within seconds, that the host answers at all, so an offline robot
 gets an error instead of a hang; ``HF_HUB_OFFLINE=1`` stops Hub downloads before any request.
-Results land in the model directory's ``.partial/`` folder; the caller verifies and renames.
+Results land in the model directory's ``.partial/`` folder as ``.part`` files that a later call
+resumes; the caller verifies them and only then gives them their final names.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +25,7 @@ OPEN_CLIP_SAFE_WEIGHTS = "open_clip_model.safetensors"
 OPEN_CLIP_PICKLE_WEIGHTS = "open_clip_pytorch_model.bin"
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def fetch_checkpoint_source(source: Source, part: Path, *, progress: bool) -> Path:
@@ -41,8 +46,9 @@ def _fetch_gdrive(file_id: str, part: Path, *, progress: bool) -> Path:
     from gdown.exceptions import FileURLRetrievalError
 
     marker = part.with_name(part.name + ".json")
-    if part.exists() and not marker.exists():
-        part.unlink()  # a plain-URL partial of another source: gdown would take it for finished
+    key = f"gdrive:{file_id}"
+    if part.exists() and _resume_key(marker) != key:
+        part.unlink()  # a plain-URL partial (or another file): gdown would take it for finished
     try:
         gdown.download(id=file_id, output=str(part), quiet=not progress, resume=True,
                        timeout=(CONNECT_TIMEOUT_S, 60.0), retries=3)
@@ -51,8 +57,15 @@ def _fetch_gdrive(file_id: str, part: Path, *, progress: bool) -> Path:
                             "downloads of popular files per day") from None
     except Exception as exc:  # gdown and requests errors: network, partial transfer
         raise DownloadError(f"Google Drive download of {file_id} failed: {type(exc).__name__}: {exc}") from None
-    marker.write_text('{"url": "gdrive:%s", "complete": true}' % file_id, encoding="utf-8")
+    marker.write_text(json.dumps({"key": key, "complete": True}), encoding="utf-8")
     return part
+
+
+def _resume_key(marker: Path) -> Optional[str]:
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def hf_offline() -> bool:
@@ -79,40 +92,46 @@ def clip_browser_urls(spec: ClipSpec) -> list[str]:
     return [f"{hf_endpoint()}/{repo_id}/resolve/main/{name}" for name in clip_candidate_files(filename)]
 
 
-def fetch_clip(spec: ClipSpec, staging: Path, *, progress: bool) -> tuple[Path, str]:
-    """Download the open_clip weights with ``hf_hub_download`` into ``staging``.
+@dataclass(frozen=True)
+class Fetched:
+    path: Path  # the finished .part file
+    origin: str  # where it came from, for the manifest
+    sha256: Optional[str] = None  # what its content hash must be, when the source says
 
-    Returns the downloaded file and its origin (``hf:<repo>/<file>``). huggingface_hub resumes
-    its own ``.incomplete`` file in ``staging/.cache`` and only then names the file.
+
+def fetch_clip(spec: ClipSpec, partial_dir: Path, *, progress: bool) -> Fetched:
+    """Download the open_clip weights from the Hugging Face Hub into ``partial_dir``.
+
+    huggingface_hub speaks the Hub protocol (``hf_hub_url`` and ``get_hf_file_metadata``:
+    endpoint, revision, redirects to the storage CDN, tokens, ETag); the bytes come through our
+    resumable downloader, keyed on the file's ETag, because huggingface_hub deletes a partial file
+    when its process ends. The ETag of a large Hub file is its sha256, which the caller checks.
     """
     repo_id, filename = spec.hub_location()
     if hf_offline():
         raise DownloadError("Hugging Face Hub downloads are off (HF_HUB_OFFLINE is set)")
     endpoint = hf_endpoint()
     check_reachable(endpoint, CONNECT_TIMEOUT_S)
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    was_disabled = are_progress_bars_disabled()
-    if not progress:
-        disable_progress_bars()
     tried = []
-    try:
-        for name in clip_candidate_files(filename):
-            try:
-                path = hf_hub_download(repo_id=repo_id, filename=name, local_dir=str(staging), endpoint=endpoint,
-                                       etag_timeout=CONNECT_TIMEOUT_S)
-            except RemoteEntryNotFoundError:
-                tried.append(name)
-                continue
-            except (HfHubHTTPError, OSError, ValueError) as exc:
-                raise DownloadError(f"Hugging Face download of {repo_id}/{name} failed: {exc}") from None
-            except Exception as exc:  # httpx transport errors and the like
-                raise DownloadError(f"Hugging Face download of {repo_id}/{name} failed: {type(exc).__name__}: "
-                                    f"{exc}") from None
-            return Path(path), f"hf:{repo_id}/{name}"
-    finally:
-        if not progress and not was_disabled:
-            enable_progress_bars()
+    for name in clip_candidate_files(filename):
+        url = hf_hub_url(repo_id, name, endpoint=endpoint)
+        try:
+            meta = get_hf_file_metadata(url, timeout=CONNECT_TIMEOUT_S, endpoint=endpoint)
+        except RemoteEntryNotFoundError:
+            tried.append(name)
+            continue
+        except Exception as exc:  # HfHubHTTPError, httpx transport errors: say which and why
+            raise DownloadError(f"Hugging Face Hub lookup of {repo_id}/{name} failed: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        location = meta.location or url
+        if location != url:
+            check_reachable(location, CONNECT_TIMEOUT_S)
+        part = fetch_url(location, partial_dir / f"{name}.part", progress=progress, desc=name,
+                         resume_key=f"hf:{repo_id}/{name}@{meta.etag}")
+        sha = meta.etag if meta.etag and _SHA256.fullmatch(meta.etag) else None
+        revision = f"@{meta.commit_hash[:12]}" if meta.commit_hash else ""
+        return Fetched(part, f"hf:{repo_id}/{name}{revision}", sha)
     raise DownloadError(f"{endpoint}/{repo_id} has none of {tried}")

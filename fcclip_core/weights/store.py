@@ -25,7 +25,7 @@ from fcclip_core.weights.cache import (
 from fcclip_core.weights.catalogue import Catalogue, ModelEntry, load_catalogue
 from fcclip_core.weights.errors import DownloadError, WeightsError, WeightsFileError
 from fcclip_core.weights.files import export_metadata, read_tensors
-from fcclip_core.weights.sources import clip_browser_urls, fetch_checkpoint_source, fetch_clip
+from fcclip_core.weights.sources import clip_browser_urls, clip_candidate_files, fetch_checkpoint_source, fetch_clip
 
 ONLY_CHOICES = ("checkpoint", "clip")
 
@@ -130,7 +130,9 @@ class WeightsStore:
         for role in ("checkpoint", "clip", "export"):
             files[role] = self._file_state(md, role, records.get(role), verify)
         if files["checkpoint"].state == "missing":
-            files["checkpoint"] = self._partial_state(md, entry) or files["checkpoint"]
+            files["checkpoint"] = self._partial_checkpoint(md, entry) or files["checkpoint"]
+        if files["clip"].state == "missing":
+            files["clip"] = self._partial_clip(md, entry) or files["clip"]
         ckpt = records.get("checkpoint")
         needs_clip = ckpt.needs_clip if ckpt is not None else True
         return ModelStatus(entry=entry, root=md.root, files=files, needs_clip=needs_clip)
@@ -150,7 +152,8 @@ class WeightsStore:
         return FileState(role, "complete", rec.name, rec.size, rec.origin)
 
     @staticmethod
-    def _partial_state(md: ModelDir, entry: ModelEntry) -> Optional[FileState]:
+    def _partial_checkpoint(md: ModelDir, entry: ModelEntry) -> Optional[FileState]:
+        """A checkpoint download under way: our ``.part`` or gdown's ``<name>.part<random>.part``."""
         name = entry.checkpoint.filename
         part = md.part_path(name)
         candidates = [part] if part.exists() else sorted(md.partial_dir.glob(f"{name}.part*.part"))
@@ -164,6 +167,16 @@ class WeightsStore:
             pass
         detail = f"{size} of {total} bytes" if total else f"{size} bytes"
         return FileState("checkpoint", "partial", name, size, detail + "; the same download command resumes it")
+
+    @staticmethod
+    def _partial_clip(md: ModelDir, entry: ModelEntry) -> Optional[FileState]:
+        """A CLIP download under way: ``<Hub file name>.part``."""
+        for name in clip_candidate_files(entry.clip.hub_location()[1]):
+            part = md.part_path(name)
+            if part.exists():
+                size = part.stat().st_size
+                return FileState("clip", "partial", name, size, f"{size} bytes; the same download command resumes it")
+        return None
 
     # ------------------------------------------------------------------ download
 
@@ -203,43 +216,51 @@ class WeightsStore:
         self._admit_checkpoint(entry, md, part, origin=str(source))
 
     def _download_clip(self, entry: ModelEntry, md: ModelDir, progress: bool) -> None:
-        staging = md.partial_dir / "hf"
         try:
-            path, origin = fetch_clip(entry.clip, staging, progress=progress)
+            fetched = fetch_clip(entry.clip, md.partial_dir, progress=progress)
         except DownloadError as exc:
             raise DownloadError(f"could not download the CLIP weights of {entry.name!r} ({entry.clip.label}): "
                                 f"{exc}\n{self.how_to_get(entry, failed=True)}") from None
-        self._admit_clip(entry, md, path, origin=origin)
-        remove_quietly(staging)  # Hugging Face's download metadata for the staged file
+        self._admit_clip(entry, md, fetched.path, origin=fetched.origin, expected_sha256=fetched.sha256)
 
     # ------------------------------------------------------------------ admitting files
 
+    @staticmethod
+    def _hash(staged: Path, origin: str, expected: Optional[str]) -> str:
+        sha = sha256_file(staged)
+        if expected and sha != expected:
+            raise WeightsFileError(f"{origin}: sha256 {sha} differs from the published {expected} "
+                                   "(damaged or different file)")
+        return sha
+
     def _admit_checkpoint(self, entry: ModelEntry, md: ModelDir, staged: Path, *, origin: str) -> FileRecord:
         """Check a staged checkpoint, give it its final name, record it; a bad one is deleted."""
+        resume_data = staged.with_name(staged.name + ".json")
         try:
-            sha = sha256_file(staged)
-            if entry.checkpoint.sha256 and sha != entry.checkpoint.sha256:
-                raise WeightsFileError(f"{origin}: sha256 {sha} differs from the published {entry.checkpoint.sha256} "
-                                       "(damaged or different file)")
+            sha = self._hash(staged, origin, entry.checkpoint.sha256)
             check = _checks().check_checkpoint(read_tensors(staged), entry.config, where=origin)
             publish(staged, md.path(entry.checkpoint.filename))
         except WeightsError:
-            remove_quietly(staged, staged.with_name(staged.name + ".json"))
+            remove_quietly(staged, resume_data)
             raise
-        remove_quietly(staged.with_name(staged.name + ".json"))
+        remove_quietly(resume_data)
         return md.record("checkpoint", entry.checkpoint.filename, sha256=sha, origin=origin,
                          needs_clip=check.needs_clip)
 
     def _admit_clip(self, entry: ModelEntry, md: ModelDir, staged: Path, *, origin: str,
-                    source_name: Optional[str] = None) -> FileRecord:
-        name = clip_filename(entry, source_name or staged.name)
+                    source_name: Optional[str] = None, expected_sha256: Optional[str] = None) -> FileRecord:
+        """The same for open_clip weights, checked against the keys the cached checkpoint lacks."""
+        name = clip_filename(entry, source_name or staged.name.removesuffix(".part"))
+        resume_data = staged.with_name(staged.name + ".json")
         try:
-            _checks().check_clip(read_tensors(staged), entry.config, where=origin, needed=self._clip_keys_needed(entry, md))
-            sha = sha256_file(staged)
+            sha = self._hash(staged, origin, expected_sha256)
+            _checks().check_clip(read_tensors(staged), entry.config, where=origin,
+                                 needed=self._clip_keys_needed(entry, md))
             publish(staged, md.path(name))
         except WeightsError:
-            remove_quietly(staged)
+            remove_quietly(staged, resume_data)
             raise
+        remove_quietly(resume_data)
         return md.record("clip", name, sha256=sha, origin=origin)
 
     @staticmethod

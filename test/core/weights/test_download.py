@@ -10,7 +10,7 @@ import pytest
 from fcclip_core.tools.weights import main
 from fcclip_core.weights import DownloadError, WeightsFileError, WeightsStore, load_catalogue
 
-from .conftest import CHECKPOINT_NAME, TINY_CLIP_REPO, to_bytes, write_catalogue
+from .conftest import CHECKPOINT_NAME, HF_COMMIT, TINY_CLIP_REPO, to_bytes, write_catalogue
 
 CLIP_PATH = f"/{TINY_CLIP_REPO}/resolve/main/open_clip_model.safetensors"
 CLIP_NAME = "open_clip_convnext_fcref_tiny_d-fixture.safetensors"
@@ -24,7 +24,7 @@ def test_download_fetches_checks_and_records_both_files(weights_env, server, tin
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["files"]["checkpoint"]["sha256"] == hashlib.sha256(tiny_weights.checkpoint_bytes()).hexdigest()
     assert manifest["files"]["checkpoint"]["needs_clip"] is True
-    assert manifest["files"]["clip"]["origin"] == f"hf:{TINY_CLIP_REPO}/open_clip_model.safetensors"
+    assert manifest["files"]["clip"]["origin"] == f"hf:{TINY_CLIP_REPO}/open_clip_model.safetensors@{HF_COMMIT[:12]}"
     assert list((root / ".partial").glob("*.part*")) == []
     assert ("HEAD", CLIP_PATH, None) in server.state.requests  # went through huggingface_hub's protocol
     assert "tiny             complete" in capsys.readouterr().out
@@ -105,3 +105,26 @@ def test_only_clip(weights_env, server):
 def test_model_without_shipped_config_is_refused(weights_env, server):
     with pytest.raises(Exception, match="not_shipped_yet.*is not shipped"):
         WeightsStore().download("later", progress=False)
+
+
+def test_interrupted_clip_download_resumes_in_a_later_run(weights_env, server, tiny_weights):
+    WeightsStore().download(only="checkpoint", progress=False)
+    server.state.cut_after = 5_000_000
+    with pytest.raises(DownloadError, match="could not download the CLIP weights"):
+        WeightsStore().download(progress=False)
+    status = WeightsStore().status()
+    assert status.files["clip"].state == "partial" and status.files["clip"].size == 5_000_000
+    assert not status.ready and not list((weights_env / "tiny").glob("open_clip_*"))
+
+    server.state.dead = False
+    WeightsStore().download(progress=False)
+    assert (weights_env / "tiny" / CLIP_NAME).read_bytes() == tiny_weights.clip_bytes()
+    assert server.ranges(CLIP_PATH)[-1] == "bytes=5000000-"
+
+
+def test_clip_bytes_that_do_not_match_the_hubs_sha256_are_rejected(weights_env, server, tiny_weights):
+    server.state.etag_override = '"%s"' % ("ab" * 32)  # the Hub's ETag of a large file is its sha256
+    with pytest.raises(WeightsFileError, match="differs from the published abab"):
+        WeightsStore().download(progress=False)
+    assert not list((weights_env / "tiny").glob("open_clip_*"))
+    assert not list((weights_env / "tiny" / ".partial").glob("open_clip_model.safetensors.part*"))
