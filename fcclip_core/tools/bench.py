@@ -1,0 +1,217 @@
+"""End-to-end benchmark of the released FC-CLIP architecture (ConvNeXt-L) on this machine.
+
+    python -m fcclip_core.tools.bench [--sizes 320 640] [--runs 5] [--threads 2]
+
+The ConvNeXt-L model gets deterministic generated weights (the official reference's
+``large/gen_weights.py`` when the reference data is present, a seeded random init otherwise):
+cost does not depend on the weight values. Every image size runs in a fresh process, so peak
+RSS (VmHWM: weight generation, model build and inference, as in the official measurement) is
+per size. Printed per size: median stage times (backbone, pixel decoder, transformer decoder,
+out-of-vocabulary branch with the ensemble, post-processing), end-to-end median of the runs
+(text already encoded), and peak RSS; then the text-encoding cost of a new and of an
+already-seen vocabulary, for a 10-class and the 133-class COCO vocabulary.
+Official implementation on the same kind of machine (reference/large/timing.json): 2.96 s at
+320x320, 12.4 s at 640x640, peak RSS 3.9-4.9 GB; ~50 s to encode the 10-class vocabulary.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The 10-class vocabulary of the official reference fixtures (4 stuff, 6 things).
+TEN_CLASSES = ["cat,cats,kitty", "person,people,human", "dog,dogs,puppy", "sky,clouds", "grass,lawn",
+               "red panda,lesser panda", "teapot,kettle", "zebra crossing,crosswalk", "laptop computer, laptop",
+               "coral reef"]
+TEN_CLASSES_STUFF = ["sky", "grass", "zebra crossing", "coral reef"]
+OFFICIAL = {320: 2.96, 640: 12.4}
+
+
+def reference_dir() -> Path:
+    return Path(os.environ.get("FCCLIP_REFERENCE_DIR", str(REPO_ROOT.parent / "shared" / "reference")))
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (VmHWM), MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def generated_state_dict():
+    """ConvNeXt-L weights from the official generator, or None when the reference is absent."""
+    large = reference_dir() / "large"
+    script, manifest = large / "gen_weights.py", reference_dir() / "manifest_convnext_large.json"
+    if not (script.is_file() and manifest.is_file()):
+        return None
+    import torch
+
+    spec = importlib.util.spec_from_file_location("fcclip_gen_weights", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    arrays = module.generate(json.loads(manifest.read_text()), 0)
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
+
+
+def test_image(size: int) -> np.ndarray:
+    """The official benchmark input: the astronaut photo, size x size."""
+    from PIL import Image
+
+    npz = reference_dir() / "large" / "input.npz"
+    if npz.is_file():
+        base = np.load(npz)["input_rgb_uint8"]
+    else:
+        photo = np.asarray(Image.open(REPO_ROOT / "demo_images" / "astronaut.jpg").convert("RGB"))
+        base = photo[96:416, 96:416]
+    if base.shape[:2] != (size, size):
+        base = np.asarray(Image.fromarray(base).resize((size, size), Image.BILINEAR))
+    return np.ascontiguousarray(base)
+
+
+class StageClock:
+    """Accumulates wall time of wrapped calls per stage name (one bench process, one thread)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        return timed
+
+    def instrument(self, model) -> None:
+        head = model.sem_seg_head
+        model.backbone.extract_features = self.wrap("backbone", model.backbone.extract_features)
+        head.pixel_decoder.forward = self.wrap("pixel_decoder", head.pixel_decoder.forward)
+        head.predictor.forward = self.wrap("decoder", head.predictor.forward)
+
+
+def build_predictor(threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    from fcclip_core.modeling.build import build_model
+    from fcclip_core.predictor import Predictor
+
+    start = time.perf_counter()
+    weights = generated_state_dict()
+    generated = time.perf_counter() - start
+    if weights is None:
+        torch.manual_seed(0)
+        model = build_model("convnext_large")
+        source = "seeded random init"
+    else:
+        model = build_model("convnext_large", weights)
+        source = "official gen_weights.py, seed 0"
+    del weights
+    return Predictor(model), {"weights": source, "generate_s": generated, "build_s": time.perf_counter() - start - generated}
+
+
+def run_size(size: int, runs: int, threads: int) -> dict:
+    predictor, info = build_predictor(threads)
+    predictor.set_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)
+    image = test_image(size)
+    clock = StageClock()
+    clock.instrument(predictor.model)
+    predictor.predict(image)  # warm-up (allocator, kernels, positional encodings)
+    records = []
+    for _ in range(runs):
+        clock.seconds = {}
+        result = predictor.predict(image)
+        stages = dict(clock.seconds)
+        network = result.timings["network"]
+        stages["out_of_vocabulary"] = network - sum(stages.values())
+        stages["preprocess"] = result.timings["preprocess"]
+        stages["postprocess"] = result.timings["postprocess"]
+        stages["total"] = result.timings["total"]
+        records.append(stages)
+    medians = {key: statistics.median(r[key] for r in records) for key in records[0]}
+    return {"size": size, "runs": runs, "median_s": medians, "all_total_s": [r["total"] for r in records],
+            "peak_rss_mib": peak_rss_mib(), "segments": len(result.panoptic.segments),
+            "instances": len(result.instances), **info}
+
+
+def run_text(threads: int) -> dict:
+    """Text-encoding cost of new and cached vocabularies with the ConvNeXt-L text tower."""
+    from fcclip_core.vocabulary import coco_panoptic_vocabulary, parse_vocabulary
+
+    predictor, _ = build_predictor(threads)
+    out = {}
+    for name, vocabulary in (("10 classes", parse_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)),
+                             ("COCO 133 classes", coco_panoptic_vocabulary())):
+        prompts = sum(vocabulary.synonym_counts) * 14
+        start = time.perf_counter()
+        predictor.set_vocabulary(vocabulary)
+        new = time.perf_counter() - start
+        start = time.perf_counter()
+        predictor.set_vocabulary(vocabulary)
+        cached = time.perf_counter() - start
+        out[name] = {"prompts": prompts, "new_s": new, "cached_s": cached}
+    return out
+
+
+def _worker(argv: list[str]) -> dict:
+    child = subprocess.run([sys.executable, "-m", "fcclip_core.tools.bench", "--worker", *argv],
+                           capture_output=True, text=True)
+    if child.returncode != 0:
+        raise SystemExit(f"benchmark worker {argv} failed:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-text", action="store_true", help="do not measure text encoding")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--text", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        result = run_text(args.threads) if args.text else run_size(args.sizes[0], args.runs, args.threads)
+        print(json.dumps(result))
+        return 0
+
+    from fcclip_core.ops import active_backend
+
+    print(f"FC-CLIP ConvNeXt-L, {args.threads} threads, deformable attention: {active_backend('cpu')}")
+    stage_names = ["preprocess", "backbone", "pixel_decoder", "decoder", "out_of_vocabulary", "postprocess"]
+    print(f"{'size':>9} " + " ".join(f"{n:>17}" for n in stage_names) + f" {'end-to-end':>11} {'official':>9}"
+          f" {'peak RSS':>10}")
+    for size in args.sizes:
+        r = _worker(["--sizes", str(size), "--runs", str(args.runs), "--threads", str(args.threads)])
+        m = r["median_s"]
+        official = f"{OFFICIAL[size]:.2f} s" if size in OFFICIAL else "-"
+        print(f"{size}x{size:<5} " + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
+              + f" {m['total']:>9.2f} s {official:>9} {r['peak_rss_mib']:>6.0f} MiB")
+        print(f"{'':>9} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {r['weights']}"
+              f" (build {r['build_s']:.1f} s); {r['segments']} segments, {r['instances']} instances")
+    if not args.skip_text:
+        text = _worker(["--text", "--threads", str(args.threads)])
+        print("text encoding (ConvNeXt-L text tower, 16 layers):")
+        for name, t in text.items():
+            print(f"  {name:<17} {t['prompts']:>5} prompts: new {t['new_s']:7.2f} s, already seen {1000 * t['cached_s']:7.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

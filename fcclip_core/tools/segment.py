@@ -1,0 +1,194 @@
+"""fcclip-segment: segment image files, folders of images or videos with a given vocabulary.
+
+For every image (or sampled video frame) it writes, into the output folder:
+  <name>_overlay.png    the image with coloured panoptic segments and their labels
+  <name>_segments.json  image size, vocabulary, segments (id, class, label, score, area, bbox,
+                        centroid), instances (class, score, bbox) and timings
+  <name>_panoptic.png   16-bit segment-id image (0 = none), ids as in the JSON
+
+Examples:
+  fcclip-segment photo.jpg -o out/ --model-config convnext_large --weights fcclip_cocopan.pth \\
+      --clip-weights open_clip_pytorch_model.bin --vocabulary "person, people" "floor" --stuff floor
+  fcclip-segment frames/ drive.mp4 -o out/ --model-config fixture_tiny --weights tiny/weights.pth
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"}
+
+log = logging.getLogger("fcclip-segment")
+
+
+def iter_frames(inputs: Sequence[Path], video_stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, RGB uint8 image) for every image file, image inside a folder, or sampled video frame."""
+    for path in inputs:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not files:
+                log.warning("%s: no images or videos inside", path)
+            yield from iter_frames(files, video_stride, max_frames)
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            yield from _video_frames(path, video_stride, max_frames)
+        else:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SystemExit(f"fcclip-segment: cannot read image {path}")
+            yield path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise SystemExit(f"fcclip-segment: cannot open video {path}")
+    index = produced = 0
+    try:
+        while max_frames is None or produced < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            if index % stride == 0:
+                produced += 1
+                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    if produced == 0:
+        log.warning("%s: no frames decoded", path)
+
+
+def result_to_json(result, name: str) -> dict:
+    """The JSON document of one result (everything but the pixel maps)."""
+    vocab = result.vocabulary
+    doc: dict = {
+        "image": name,
+        "height": result.image_hw[0],
+        "width": result.image_hw[1],
+        "vocabulary_version": result.vocabulary_version,
+        "vocabulary": [
+            {"class_id": i, "label": e.names[0], "names": list(e.names), "isthing": e.isthing}
+            for i, e in enumerate(vocab.entries)
+        ],
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+    }
+    if result.panoptic is not None:
+        doc["segments"] = [asdict(segment) for segment in result.panoptic.segments]
+    if result.instances is not None:
+        inst = result.instances
+        doc["instances"] = [
+            {"class_id": int(c), "label": vocab.labels[int(c)], "score": float(s), "bbox": [int(v) for v in b],
+             "area": int(m.sum())}
+            for c, s, b, m in zip(inst.classes, inst.scores, inst.boxes, inst.masks)
+        ]
+    return doc
+
+
+def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path) -> list[Path]:
+    from fcclip_core.visualize import overlay
+
+    written = []
+    if result.panoptic is not None:
+        picture = overlay(rgb, result.panoptic)
+        path = output_dir / f"{name}_overlay.png"
+        cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        written.append(path)
+        ids = result.panoptic.segment_ids
+        if ids.max(initial=0) > np.iinfo(np.uint16).max:
+            raise SystemExit("fcclip-segment: more than 65535 segments cannot be stored in a 16-bit PNG")
+        path = output_dir / f"{name}_panoptic.png"
+        cv2.imwrite(str(path), ids.astype(np.uint16))
+        written.append(path)
+    path = output_dir / f"{name}_segments.json"
+    path.write_text(json.dumps(result_to_json(result, name), indent=1), encoding="utf-8")
+    written.append(path)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fcclip-segment", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files, folders of images, or videos")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the results (created)")
+    parser.add_argument("--model-config", default="convnext_large",
+                        help="a shipped model config name or a YAML file (default: convnext_large)")
+    parser.add_argument("--weights", type=Path, help="FC-CLIP checkpoint (.pth) or exported .safetensors")
+    parser.add_argument("--clip-weights", type=Path,
+                        help="open_clip weights filling the CLIP keys the released checkpoint lacks")
+    parser.add_argument("--untrained", action="store_true",
+                        help="random weights instead of a checkpoint (pipeline checks only: masks mean nothing)")
+    vocab = parser.add_mutually_exclusive_group()
+    vocab.add_argument("--vocabulary", nargs="+", metavar="CLASS",
+                       help='class entries, each "label" or "label, synonym, ..." (default: COCO panoptic)')
+    vocab.add_argument("--vocabulary-file", type=Path, help="a vocabulary file (see fcclip_core.vocabulary)")
+    parser.add_argument("--stuff", nargs="*", default=[], metavar="LABEL",
+                        help="labels of --vocabulary entries that are stuff (the rest are things)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="network input short side (default: the config's, 800; 0 = native size)")
+    parser.add_argument("--max-long-side", type=int, default=None, help="cap of the input long side (default 1333)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
+    parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.video_stride < 1:
+        raise SystemExit("fcclip-segment: --video-stride must be >= 1")
+    if args.weights is None and not args.untrained:
+        raise SystemExit("fcclip-segment: give --weights (an FC-CLIP checkpoint) or --untrained")
+    for path in args.inputs:
+        if not path.exists():
+            raise SystemExit(f"fcclip-segment: no such file or folder: {path}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from fcclip_core.predictor import Predictor
+    from fcclip_core.vocabulary import load_vocabulary_file, parse_vocabulary
+
+    try:
+        vocabulary = None
+        if args.vocabulary:
+            vocabulary = parse_vocabulary(args.vocabulary, stuff=args.stuff)
+        elif args.vocabulary_file:
+            vocabulary = load_vocabulary_file(args.vocabulary_file)
+        predictor = Predictor.from_config(
+            args.model_config, args.weights, clip_weights=args.clip_weights, device=args.device,
+            untrained=args.untrained, input_short_side=args.short_side, max_long_side=args.max_long_side,
+            vocabulary=vocabulary)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise SystemExit(f"fcclip-segment: {exc}") from None
+    if args.untrained:
+        log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for name, rgb in iter_frames(args.inputs, args.video_stride, args.max_frames):
+        result = predictor.predict(rgb)
+        written = write_outputs(result, rgb, name, args.output)
+        segments = len(result.panoptic.segments) if result.panoptic else 0
+        log.info("%s: %dx%d, %d segments, %.2f s -> %s", name, rgb.shape[1], rgb.shape[0], segments,
+                 result.timings["total"], ", ".join(p.name for p in written))
+        count += 1
+    if count == 0:
+        raise SystemExit("fcclip-segment: nothing to segment")
+    print(f"wrote results of {count} image(s) to {args.output.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""fcclip-segment writes an overlay PNG, a segment-id PNG and a JSON that agree with each other."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fcclip_core.tools.segment", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_segments_an_image_and_a_video(reference_root, tmp_path):
+    frames = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(frames), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 64))
+    for k in range(4):
+        writer.write(np.full((64, 96, 3), 40 * k, np.uint8))
+    writer.release()
+    image = REPO_ROOT / "demo_images" / "chelsea.jpg"
+    out = tmp_path / "out"
+    done = run_cli(str(image), str(frames), "-o", str(out), "--model-config", "fixture_tiny",
+                   "--weights", str(reference_root / "tiny" / "weights.pth"), "--short-side", "128",
+                   "--video-stride", "2", "--vocabulary", "cat, kitty", "carpet, rug", "wall", "--stuff", "carpet", "wall")
+    assert done.returncode == 0, done.stderr
+    assert "wrote results of 3 image(s)" in done.stdout
+
+    overlay = cv2.imread(str(out / "chelsea_overlay.png"))
+    assert overlay.shape == (300, 451, 3)
+    ids = cv2.imread(str(out / "chelsea_panoptic.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint16 and ids.shape == (300, 451)
+    doc = json.loads((out / "chelsea_segments.json").read_text())
+    assert (doc["height"], doc["width"]) == (300, 451)
+    assert [v["label"] for v in doc["vocabulary"]] == ["cat", "carpet", "wall"]
+    assert [v["isthing"] for v in doc["vocabulary"]] == [True, False, False]
+    assert {s["id"] for s in doc["segments"]} == set(np.unique(ids).tolist()) - {0}
+    for segment in doc["segments"]:
+        assert segment["area"] == int((ids == segment["id"]).sum())
+        assert segment["label"] == doc["vocabulary"][segment["category_id"]]["label"]
+    assert (out / "clip_f000000_segments.json").is_file() and (out / "clip_f000002_segments.json").is_file()
+    assert not (out / "clip_f000001_segments.json").exists()
+
+
+def test_clear_errors(tmp_path):
+    missing = run_cli(str(tmp_path / "nope.jpg"), "-o", str(tmp_path), "--untrained", "--model-config", "fixture_tiny")
+    assert missing.returncode != 0 and "no such file" in missing.stderr
+    no_weights = run_cli(str(REPO_ROOT / "demo_images" / "coffee.jpg"), "-o", str(tmp_path))
+    assert no_weights.returncode != 0 and "--weights" in no_weights.stderr
+    bad_vocab = run_cli(str(REPO_ROOT / "demo_images" / "coffee.jpg"), "-o", str(tmp_path), "--untrained",
+                        "--model-config", "fixture_tiny", "--vocabulary", "cup", "cup")
+    assert bad_vocab.returncode != 0 and "cup" in bad_vocab.stderr
