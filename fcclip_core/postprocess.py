@@ -9,10 +9,13 @@ Two families of functions live here:
   ``python -m fcclip_core.tools.bench_postprocess``.
 - ``postprocess`` (and ``panoptic_inference`` / ``instance_inference`` on full-resolution
   logits) produce the same decisions without ever holding [Q, H, W] float tensors at once:
-  panoptic and instance work on chunks of queries that are upsampled on demand with the
-  official resize (so their mask logits are bit-identical), semantic works on bands of output
-  rows with an exact separable re-implementation of the same bilinear resize. Peak extra
-  memory is bounded by ``PostprocessConfig.chunk_bytes`` times a small factor.
+  panoptic and instance share one pass over chunks of the queries they need, upsampled on
+  demand with the official resize (so their mask logits, and every decision, are
+  bit-identical); semantic needs all queries at every pixel and works on bands of output
+  rows (``BandResizer``: bit-identical to the first resize step, within float32 rounding of
+  the second), so its scores agree to ~1e-6 relative and its argmax only differs where the
+  official top-2 scores tie within that noise. Peak extra memory is a small multiple of
+  ``PostprocessConfig.chunk_bytes`` plus the outputs.
 
 Inputs: ``mask_cls_logprobs`` [Q, K+1] = log(class probabilities + 1e-8), the last column
 being "void"; mask logits [Q, h, w] of the *padded* network input (the decoder predicts them
@@ -236,12 +239,12 @@ class BandResizer:
 class _FullResMasks:
     """Full-resolution mask logits already in memory."""
 
+    owns_chunks = True  # chunks from queries() are fresh tensors the caller may overwrite
+
     def __init__(self, logits: torch.Tensor, chunk_bytes: int) -> None:
         self.logits = logits
         self.num_queries, self.height, self.width = logits.shape
         self.chunk_bytes = chunk_bytes
-
-    owns_chunks = True  # chunks from queries() are fresh tensors the caller may overwrite
 
     def query_chunk_size(self) -> int:
         return max(1, self.chunk_bytes // (4 * self.height * self.width))
@@ -322,11 +325,17 @@ def _semantic(mask_cls_logprobs: torch.Tensor, source: _FullResMasks,
 class _QueryVisitor:
     """Consumes full-resolution masks of a sorted subset of queries, chunk by chunk."""
 
-    queries: torch.Tensor  # sorted query indices this visitor needs
+    queries: torch.Tensor  # sorted query indices this visitor needs (CPU int64)
+    needs_binary = False  # whether visit() reads ``binary``
 
-    def visit(self, pos: torch.Tensor, binary: torch.Tensor, sig: torch.Tensor) -> None:
-        """``pos``: positions in ``self.queries`` (ascending) of the [m, H, W] rows given;
-        ``binary`` = mask logits > 0, ``sig`` = sigmoid of the mask logits."""
+    def visit(self, rows: torch.Tensor, pos: torch.Tensor, binary: torch.Tensor | None,
+              sig: torch.Tensor) -> None:
+        """Chunk rows ``rows`` (ascending) are this visitor's queries at positions ``pos``.
+
+        ``sig`` [m, H, W] is the sigmoid of the chunk's mask logits and ``binary`` their
+        sign (logit > 0), both for all m rows of the chunk: visitors read their rows in
+        place instead of copying them out.
+        """
         raise NotImplementedError
 
 
@@ -335,30 +344,30 @@ def _query_pass(source: _FullResMasks, visitors: list[_QueryVisitor]) -> None:
     visitors = [v for v in visitors if v.queries.numel() > 0]
     if not visitors:
         return
-    wanted = torch.unique(torch.cat([v.queries.cpu() for v in visitors]))  # sorted
+    wanted = torch.unique(torch.cat([v.queries for v in visitors]))  # sorted
     lookups = []
     for v in visitors:
         lut = torch.full((source.num_queries,), -1, dtype=torch.int64)
-        lut[v.queries.cpu()] = torch.arange(v.queries.numel())
+        lut[v.queries] = torch.arange(v.queries.numel())
         lookups.append(lut)
     for s, logits in source.queries(wanted):
         chunk = wanted[s:s + logits.shape[0]]
-        binary = logits > 0
-        sig = logits.sigmoid_() if source.owns_chunks else logits.sigmoid()
-        del logits
+        members = []
         for v, lut in zip(visitors, lookups):
             pos = lut[chunk]
             rows = (pos >= 0).nonzero().flatten()
-            if rows.numel() == chunk.numel():
-                v.visit(pos, binary, sig)
-            elif rows.numel() > 0:
-                r = rows.to(sig.device)
-                v.visit(pos[rows], binary.index_select(0, r), sig.index_select(0, r))
+            if rows.numel():
+                members.append((v, rows, pos[rows]))
+        binary = logits > 0 if any(v.needs_binary for v, _, _ in members) else None
+        sig = logits.sigmoid_() if source.owns_chunks else logits.sigmoid()
+        del logits
+        for v, rows, pos in members:
+            v.visit(rows, pos, binary, sig)
 
 
 def _count_true(mask: torch.Tensor) -> torch.Tensor:
-    """Per-row count of a [m, H, W] bool tensor (a byte sum is several times faster)."""
-    return mask.view(torch.uint8).flatten(1).sum(1, dtype=torch.int64)
+    """Per-row count of a [m, H, W] bool tensor (an int32 byte sum is several times faster)."""
+    return mask.view(torch.uint8).flatten(1).sum(1, dtype=torch.int32)
 
 
 # --------------------------------------------------------------------------- panoptic
@@ -375,18 +384,26 @@ class _PanopticPixels(_QueryVisitor):
         self.queries = kept
         self.scores = kept_scores
         self.best: torch.Tensor | None = None
-        self.owner: torch.Tensor | None = None  # position in kept
+        self.owner: torch.Tensor | None = None  # int32 position in kept
         self.owner_fg: torch.Tensor | None = None  # owner's sigmoid >= 0.5 there
         self.own_area = torch.zeros(kept.numel(), dtype=torch.int64)
 
-    def visit(self, pos: torch.Tensor, binary: torch.Tensor, sig: torch.Tensor) -> None:
-        dev = sig.device
-        prob = self.scores[pos].to(dev).view(-1, 1, 1) * sig
+    def visit(self, rows: torch.Tensor, pos: torch.Tensor, binary: torch.Tensor | None,
+              sig: torch.Tensor) -> None:
+        dev, m = sig.device, sig.shape[0]
+        # prob = score * sig on our rows (bitwise: 0 + x == x), -2 (never the max) elsewhere
+        scale = torch.zeros(m, 1, 1, dtype=sig.dtype)
+        bias = torch.full((m, 1, 1), -2.0, dtype=sig.dtype)
+        scale[rows, 0, 0] = self.scores[pos]
+        bias[rows] = 0.0
+        prob = torch.addcmul(bias.to(dev), sig, scale.to(dev))
         top, arg = prob.max(0)
         del prob
         fg = sig.gather(0, arg[None])[0] >= 0.5
-        owner = pos.to(dev)[arg]
-        self.own_area[pos] = _count_true(sig >= 0.5).cpu()
+        chunk_pos = torch.full((m,), -1, dtype=torch.int32)
+        chunk_pos[rows] = pos.to(torch.int32)
+        owner = torch.take(chunk_pos.to(dev), arg)
+        self.own_area[pos] = _count_true(sig >= 0.5).cpu()[rows].to(torch.int64)
         if self.best is None:
             self.best, self.owner, self.owner_fg = top, owner, fg
             return
@@ -507,18 +524,23 @@ class _Instances(_QueryVisitor):
         self.rows_any = np.zeros((d, height), dtype=bool)
         self.cols_any = np.zeros((d, width), dtype=bool)
 
-    def visit(self, pos: torch.Tensor, binary: torch.Tensor, sig: torch.Tensor) -> None:
-        # = official (sig * binary.float()).sum / (binary.float().sum + 1e-6), bit for bit
-        total = torch.where(binary, sig, 0.0).flatten(1).sum(1)
+    needs_binary = True
+
+    def visit(self, rows: torch.Tensor, pos: torch.Tensor, binary: torch.Tensor | None,
+              sig: torch.Tensor) -> None:
+        assert binary is not None
+        # official: (sig * binary.float()).sum / (binary.float().sum + 1e-6), row by row
+        total = (sig * binary).flatten(1).sum(1)
         count = _count_true(binary).to(sig.dtype)
-        self.mask_score[pos] = (total / (count + 1e-6)).cpu()
+        r = rows.to(sig.device)
+        self.mask_score[pos] = (total / (count + 1e-6))[r].cpu()
         p = pos.numpy()
-        self.rows_any[p] = binary.any(2).cpu().numpy()
-        self.cols_any[p] = binary.any(1).cpu().numpy()
-        binary_np = binary.cpu().numpy()
-        for j, u in enumerate(p.tolist()):
+        self.rows_any[p] = binary.any(2)[r].cpu().numpy()
+        self.cols_any[p] = binary.any(1)[r].cpu().numpy()
+        for j, u in zip(rows.tolist(), p.tolist()):
+            mask = binary[j].cpu().numpy()
             for i in self.users[u]:
-                self.masks[i] = binary_np[j]
+                self.masks[i] = mask
 
     def result(self) -> InstanceResult:
         scores = self.class_score * self.mask_score[self.which]
