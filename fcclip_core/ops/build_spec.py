@@ -159,7 +159,8 @@ def source_files(with_cuda: bool) -> list[Path]:
 
 def compile_flags(with_cuda: bool) -> dict[str, list[str]]:
     # no -std: torch adds the standard its headers need (C++20 for torch 2.14)
-    cxx = ["/O2"] if _is_windows() else ["-O3"]
+    # -g0: Python's own CFLAGS carry -g, which makes compiling torch's headers slow and the library big
+    cxx = ["/O2"] if _is_windows() else ["-O3", "-g0"]
     cxx += _openmp_flags()
     flags = {"cxx": cxx}
     if with_cuda:

@@ -11,6 +11,21 @@
 namespace fcclip {
 namespace msda {
 
+// Problem sizes, read once from the (checked) input tensors and passed to every kernel.
+struct Sizes {
+  int64_t batch, pixels, heads, channels, queries, levels, points;
+};
+
+inline Sizes sizes_of(const at::Tensor& value, const at::Tensor& sampling_locations) {
+  return {value.size(0),
+          value.size(1),
+          value.size(2),
+          value.size(3),
+          sampling_locations.size(1),
+          sampling_locations.size(3),
+          sampling_locations.size(4)};
+}
+
 at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                        const at::Tensor& sampling_locations, const at::Tensor& attention_weights);
 

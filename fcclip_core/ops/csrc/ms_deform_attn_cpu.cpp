@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "ms_deform_attn.h"
 #include "msda_sampling.h"
@@ -10,20 +11,6 @@
 namespace fcclip {
 namespace msda {
 namespace {
-
-struct Sizes {
-  int64_t batch, pixels, heads, channels, queries, levels, points;
-};
-
-Sizes sizes_of(const at::Tensor& value, const at::Tensor& sampling_locations) {
-  return {value.size(0),
-          value.size(1),
-          value.size(2),
-          value.size(3),
-          sampling_locations.size(1),
-          sampling_locations.size(3),
-          sampling_locations.size(4)};
-}
 
 // The kernels trust spatial_shapes and level_start_index for addressing, so every level must lie
 // inside value. On the CPU this costs nothing to check.
@@ -45,9 +32,11 @@ int64_t row_grain(const Sizes& s) {
   return std::max<int64_t>(1, 4096 / work_per_row);
 }
 
-template <typename scalar_t>
+// Channels is int64_t (any width: accumulate straight into the output row) or FixedChannels<N>
+// (a register-resident accumulator, unrolled channel loops).
+template <typename scalar_t, typename Channels>
 void forward_rows(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                  const scalar_t* locations, const scalar_t* attention, scalar_t* output) {
+                  const scalar_t* locations, const scalar_t* attention, scalar_t* output, Channels channels) {
   const int64_t rows = s.batch * s.queries * s.heads;
   const int64_t pixel_stride = s.heads * s.channels;
   const int64_t samples_per_row = s.levels * s.points;
@@ -55,13 +44,38 @@ void forward_rows(const Sizes& s, const scalar_t* value, const int64_t* shapes, 
     for (int64_t row = begin; row < end; ++row) {
       const int64_t head = row % s.heads;
       const int64_t n = row / (s.queries * s.heads);
+      const scalar_t* value_head = value + (n * s.pixels * s.heads + head) * s.channels;
       scalar_t* out = output + row * s.channels;
-      std::fill(out, out + s.channels, scalar_t(0));
-      sample_query_head<scalar_t, scalar_t>(value + (n * s.pixels * s.heads + head) * s.channels, pixel_stride, shapes,
-                                            starts, s.levels, s.points, locations + row * samples_per_row * 2,
-                                            attention + row * samples_per_row, out, s.channels);
+      if constexpr (std::is_same_v<Channels, int64_t>) {
+        std::fill(out, out + s.channels, scalar_t(0));
+        sample_query_head<scalar_t, scalar_t>(value_head, pixel_stride, shapes, starts, s.levels, s.points,
+                                              locations + row * samples_per_row * 2, attention + row * samples_per_row,
+                                              out, channels);
+      } else {
+        scalar_t acc[static_cast<int64_t>(Channels{})] = {};
+        sample_query_head<scalar_t, scalar_t>(value_head, pixel_stride, shapes, starts, s.levels, s.points,
+                                              locations + row * samples_per_row * 2, attention + row * samples_per_row,
+                                              acc, channels);
+        std::copy(acc, acc + static_cast<int64_t>(Channels{}), out);
+      }
     }
   });
+}
+
+// Head widths the decoders use get a specialised kernel; others take the generic one.
+template <typename scalar_t>
+void forward_any_width(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
+                       const scalar_t* locations, const scalar_t* attention, scalar_t* output) {
+  switch (s.channels) {
+    case 32:
+      return forward_rows(s, value, shapes, starts, locations, attention, output, FixedChannels<32>{});
+    case 64:
+      return forward_rows(s, value, shapes, starts, locations, attention, output, FixedChannels<64>{});
+    case 16:
+      return forward_rows(s, value, shapes, starts, locations, attention, output, FixedChannels<16>{});
+    default:
+      return forward_rows(s, value, shapes, starts, locations, attention, output, s.channels);
+  }
 }
 
 // Adds value gradients in place: each task owns one (batch, head), so no two threads share a target.
@@ -112,9 +126,9 @@ at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes
   check_levels(spatial_shapes, level_start_index, s.pixels);
   at::Tensor output = at::empty({s.batch, s.queries, s.heads * s.channels}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
-    forward_rows<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-                           level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<scalar_t>(),
-                           attention_weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>());
+    forward_any_width<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                                level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<scalar_t>(),
+                                attention_weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>());
   });
   return output;
 }

@@ -25,8 +25,24 @@
 #define MSDA_UNROLL
 #endif
 
+// Vectorise a channel loop on the host (GCC would otherwise fully unroll fixed-width loops into
+// scalar code); needs -fopenmp or -fopenmp-simd, harmless without.
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
+#define MSDA_SIMD _Pragma("omp simd")
+#else
+#define MSDA_SIMD
+#endif
+
 namespace fcclip {
 namespace msda {
+
+// A channel count known at compile time: kernels pass it where the count of `channels` it works
+// on is fixed (one on the GPU, the common head widths on the CPU) so loops fully unroll and the
+// accumulator stays in registers. Wherever a function takes `Channels`, a plain int64_t works too.
+template <int64_t N>
+struct FixedChannels {
+  MSDA_HOST_DEVICE constexpr operator int64_t() const { return N; }
+};
 
 MSDA_HOST_DEVICE float floor_of(float v) { return floorf(v); }
 MSDA_HOST_DEVICE double floor_of(double v) { return floor(v); }
@@ -83,10 +99,10 @@ MSDA_UNROLL
 }
 
 // acc[c] += attention * bilinear sample of channel c, for `channels` consecutive channels.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename Channels>
 MSDA_HOST_DEVICE void accumulate_tap(const scalar_t* __restrict__ level_base, int64_t pixel_stride,
                                      const BilinearTap<acc_t>& tap, acc_t attention, acc_t* __restrict__ acc,
-                                     int64_t channels) {
+                                     Channels channels) {
 MSDA_UNROLL
   for (int k = 0; k < 4; ++k) {
     if (!tap.valid[k]) {
@@ -94,7 +110,8 @@ MSDA_UNROLL
     }
     const acc_t w = attention * tap.weight[k];
     const scalar_t* __restrict__ src = level_base + tap.pixel[k] * pixel_stride;
-    for (int64_t c = 0; c < channels; ++c) {
+    MSDA_SIMD
+    for (int64_t c = 0; c < static_cast<int64_t>(channels); ++c) {
       acc[c] += w * static_cast<acc_t>(src[c]);
     }
   }
@@ -105,11 +122,11 @@ MSDA_UNROLL
 //   value_head     value[n, 0, m, c0]: pixel p of level l sits at (starts[l] + p) * pixel_stride
 //   shapes/starts  [L, 2] rows (H, W) and [L] first pixel of each level
 //   locations      [L, P, 2] normalised (x, y); attention [L, P]
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename Channels>
 MSDA_HOST_DEVICE void sample_query_head(const scalar_t* __restrict__ value_head, int64_t pixel_stride,
                                         const int64_t* shapes, const int64_t* starts, int64_t levels, int64_t points,
                                         const scalar_t* __restrict__ locations, const scalar_t* __restrict__ attention,
-                                        acc_t* __restrict__ acc, int64_t channels) {
+                                        acc_t* __restrict__ acc, Channels channels) {
   for (int64_t l = 0; l < levels; ++l) {
     const int64_t height = shapes[2 * l];
     const int64_t width = shapes[2 * l + 1];

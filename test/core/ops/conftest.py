@@ -1,6 +1,7 @@
 """Random deformable-attention problems shared by the op tests."""
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import pytest
@@ -41,3 +42,37 @@ def make_problem(
 @pytest.fixture
 def problem() -> Callable[..., Problem]:
     return make_problem
+
+
+def with_grad(args: Problem) -> Problem:
+    """Leaf copies of the float inputs that record gradients (index tensors pass through)."""
+    return tuple(t.detach().clone().requires_grad_() if t.is_floating_point() else t for t in args)  # type: ignore
+
+
+def input_gradients(fn: Callable[..., torch.Tensor], args: Problem, seed: int = 1) -> list[torch.Tensor]:
+    """d <out, random cotangent> / d (value, sampling_locations, attention_weights) through ``fn``."""
+    leaves = with_grad(args)
+    out = fn(*leaves)
+    cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.device, out.dtype)
+    out.backward(cotangent)
+    return [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves if t.is_floating_point()]
+
+
+@pytest.fixture
+def gradients() -> Callable[..., list[torch.Tensor]]:
+    return input_gradients
+
+
+@pytest.fixture(scope="session")
+def native_cpu() -> None:
+    """Require the native CPU op: skip visibly where it cannot be compiled, fail where it should have been."""
+    from fcclip_core.ops.dispatch import BACKEND_ENV
+    from fcclip_core.ops.extension import native_ops
+
+    if os.environ.get(BACKEND_ENV, "auto") == "reference":
+        pytest.skip(f"{BACKEND_ENV}=reference disables the native op")
+    ops = native_ops()
+    if ops.module is None:
+        if "failed" in ops.origin:
+            pytest.fail(f"the native op should build here but did not: {ops.origin}")
+        pytest.skip(f"native op unavailable: {ops.origin}")
