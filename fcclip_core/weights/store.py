@@ -194,7 +194,7 @@ class WeightsStore:
             ckpt = md.complete("checkpoint")
             if only in (None, "clip") and (ckpt is None or ckpt.needs_clip) and md.complete("clip") is None:
                 self._download_clip(entry, md, progress)
-            if export:
+            if export and md.complete("export") is None:
                 self._export_locked(entry, md)
         return self.status(entry.name)
 
@@ -244,8 +244,10 @@ class WeightsStore:
             remove_quietly(staged, resume_data)
             raise
         remove_quietly(resume_data)
-        return md.record("checkpoint", entry.checkpoint.filename, sha256=sha, origin=origin,
-                         needs_clip=check.needs_clip)
+        record = md.record("checkpoint", entry.checkpoint.filename, sha256=sha, origin=origin,
+                           needs_clip=check.needs_clip)
+        self._drop_stale_export(md)
+        return record
 
     def _admit_clip(self, entry: ModelEntry, md: ModelDir, staged: Path, *, origin: str,
                     source_name: Optional[str] = None, expected_sha256: Optional[str] = None) -> FileRecord:
@@ -261,7 +263,27 @@ class WeightsStore:
             remove_quietly(staged, resume_data)
             raise
         remove_quietly(resume_data)
-        return md.record("clip", name, sha256=sha, origin=origin)
+        record = md.record("clip", name, sha256=sha, origin=origin)
+        self._drop_stale_export(md)
+        return record
+
+    @staticmethod
+    def _drop_stale_export(md: ModelDir) -> None:
+        """An export made from another checkpoint (or CLIP file) than the one just cached would
+        shadow it (the export is preferred when loading): it is deleted."""
+        records = md.read_manifest()
+        export = records.get("export")
+        if export is None:
+            return
+        try:
+            sources = json.loads((export_metadata(md.path(export.name)) or {}).get("sources", "{}"))
+        except (WeightsError, ValueError):
+            sources = {}
+        made_from = {role: info.get("sha256") for role, info in sources.items()}
+        if any(role in made_from and made_from[role] != records[role].sha256 for role in ("checkpoint", "clip")
+               if role in records):
+            remove_quietly(md.path(export.name))
+            md.forget("export")
 
     @staticmethod
     def _clip_keys_needed(entry: ModelEntry, md: ModelDir) -> Optional[tuple[str, ...]]:
@@ -329,18 +351,14 @@ class WeightsStore:
         self.require_config(entry, "export it")
         md = self.model_dir(entry)
         if checkpoint is not None and output is not None:
-            _export(entry.config, Path(checkpoint), Path(clip) if clip else None, Path(output),
-                           model_name=entry.name)
+            _export(entry.config, Path(checkpoint), Path(clip) if clip else None, Path(output), model_name=entry.name)
             return Path(output)
         if checkpoint is not None:
             self.import_files([p for p in (checkpoint, clip) if p is not None], entry.name)
         with md.lock():
             if output is None:
                 return self._export_locked(entry, md)
-            ckpt, clip_rec = self._cached_pair(entry, md)
-            hashes = {"checkpoint": ckpt.sha256, **({"clip": clip_rec.sha256} if clip_rec else {})}
-            _export(entry.config, md.path(ckpt.name), md.path(clip_rec.name) if clip_rec else None,
-                           Path(output), model_name=entry.name, source_hashes=hashes)
+            self._export_cached(entry, md, Path(output))
             return Path(output)
 
     def _cached_pair(self, entry: ModelEntry, md: ModelDir) -> tuple[FileRecord, Optional[FileRecord]]:
@@ -352,11 +370,15 @@ class WeightsStore:
                                + self.how_to_get(entry))
         return ckpt, (clip if ckpt.needs_clip else None)
 
-    def _export_locked(self, entry: ModelEntry, md: ModelDir) -> Path:
+    def _export_cached(self, entry: ModelEntry, md: ModelDir, target: Path, part: Optional[Path] = None) -> None:
+        """Export the cached checkpoint (+ CLIP weights) to ``target``; their hashes come from the manifest."""
         ckpt, clip = self._cached_pair(entry, md)
-        target = md.path(entry.export_filename)
         hashes = {"checkpoint": ckpt.sha256, **({"clip": clip.sha256} if clip else {})}
         _export(entry.config, md.path(ckpt.name), md.path(clip.name) if clip else None, target,
-                       model_name=entry.name, source_hashes=hashes, part=md.part_path(entry.export_filename))
+                model_name=entry.name, source_hashes=hashes, part=part)
+
+    def _export_locked(self, entry: ModelEntry, md: ModelDir) -> Path:
+        target = md.path(entry.export_filename)
+        self._export_cached(entry, md, target, part=md.part_path(entry.export_filename))
         md.record("export", entry.export_filename, sha256=sha256_file(target), origin="export", needs_clip=False)
         return target

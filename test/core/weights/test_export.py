@@ -128,3 +128,17 @@ def test_shared_and_strided_tensors_are_made_standalone(tmp_path):
     back = load_file(str(tmp_path / "s.safetensors"))
     for key, value in state.items():
         assert torch.equal(back[key], value), key
+
+
+def test_a_new_checkpoint_retires_the_export_made_from_the_old_one(imported, weights_env, tmp_path, tiny_weights):
+    WeightsStore().export()
+    WeightsStore().download(export=True, progress=False)  # complete and up to date: kept as is
+    assert WeightsStore().status().files["export"].state == "complete"
+    changed = dict(tiny_weights.checkpoint)
+    changed["void_embedding.weight"] = changed["void_embedding.weight"] + 1.0
+    newer = tmp_path / "retrained.pth"
+    torch.save({"model": changed}, newer)
+    WeightsStore().import_files([newer])
+    assert WeightsStore().status().files["export"].state == "missing"
+    assert not (weights_env / "tiny" / "fcclip_tiny.safetensors").exists()
+    assert not resolve_weights().exported
