@@ -212,6 +212,8 @@ def _failure_message(report: LoadReport, label: str) -> str:
         lines.append(
             "The CLIP weights above are not in this checkpoint (the released fcclip_cocopan.pth omits the CLIP "
             "text tower). Supply the open_clip pretrained weights of the backbone (for the released model: "
-            "convnext_large_d_320 / laion2b_s29b_b131k_ft_soup, file open_clip_pytorch_model.bin or "
-            ".safetensors) as clip_pretrained=PATH to load_checkpoint / build_model.")
+            "convnext_large_d_320 / laion2b_s29b_b131k_ft_soup, file open_clip_pytorch_model.bin or .safetensors): "
+            "`fcclip-weights download` fetches both files into the weight cache; otherwise pass the file as "
+            "`fcclip-segment --clip-weights PATH`, Predictor(..., clip_weights=PATH) or "
+            "build_model(..., clip_pretrained=PATH).")
     return "\n".join(lines)

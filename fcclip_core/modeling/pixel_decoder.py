@@ -35,7 +35,7 @@ class Conv2dNorm(nn.Conv2d):
         x = super().forward(x)
         if self.norm is not None:
             x = self.norm(x)
-        return F.relu(x) if self.activation else x
+        return F.relu(x, inplace=True) if self.activation else x
 
 
 def make_norm(kind: str, channels: int, groups: int) -> Optional[nn.Module]:
@@ -113,7 +113,7 @@ class DeformableEncoderLayer(nn.Module):
     def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, offset_normalizer):
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, offset_normalizer)
         src = self.norm1(src + attended)
-        return self.norm2(src + self.linear2(F.relu(self.linear1(src))))
+        return self.norm2(src + self.linear2(F.relu(self.linear1(src), inplace=True)))
 
 
 class DeformableEncoder(nn.Module):

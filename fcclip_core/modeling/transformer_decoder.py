@@ -106,8 +106,8 @@ class FFNLayer(nn.Module):
 
     def forward(self, tgt: torch.Tensor) -> torch.Tensor:
         if self.pre_norm:
-            return tgt + self.linear2(F.relu(self.linear1(self.norm(tgt))))
-        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
+            return tgt + self.linear2(F.relu(self.linear1(self.norm(tgt)), inplace=True))
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt), inplace=True)))
 
 
 class MLP(nn.Module):
@@ -123,7 +123,7 @@ class MLP(nn.Module):
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index < last:
-                x = F.relu(x)
+                x = F.relu(x, inplace=True)
         return x
 
 
