@@ -61,6 +61,9 @@ fi
 pkg_print="$(fingerprint setup.py pyproject.toml CMakeLists.txt package.xml msg srv scripts launch config fcclip_core fcclip_ros)"
 if step_needed package "$pkg_print"; then
   log "building and installing fcclip_ros (interfaces, native op, Python packages)"
+  # setuptools never removes files from its staging folder: clear it so a module deleted from
+  # the tree cannot linger in the install. Compiled objects (build/temp.*) stay for speed.
+  rm -rf "$ROOT"/build/lib.* "$ROOT"/build/bdist.*
   (cd "$ROOT" && "$VPY" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall .)
   echo "$pkg_print" > "$STAMPS/package"
 fi
