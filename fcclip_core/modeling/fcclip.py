@@ -129,6 +129,7 @@ class FCCLIP(nn.Module):
                 "aux_pred_logits": torch.stack(decoded.aux_pred_logits) if decoded.aux_pred_logits else None,
                 "aux_pred_masks": torch.stack(decoded.aux_pred_masks) if decoded.aux_pred_masks else None,
             }
+            inter["decoder_attention_margins"] = decoded.attention_margins  # [(margin, query)] per layer
             inter["text_classifier_with_void"] = classifier.weights
         del multi_scale
 

@@ -133,6 +133,9 @@ class DecoderOutput:
     pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits of the last layer
     aux_pred_logits: List[torch.Tensor] = field(default_factory=list)  # before layer 0, after layers 0..L-2
     aux_pred_masks: List[torch.Tensor] = field(default_factory=list)
+    # per layer (with return_aux): smallest |attention-mask logit| and its query, i.e. how close the
+    # closest attention decision came to its threshold
+    attention_margins: List[Tuple[float, int]] = field(default_factory=list)
 
 
 class MultiScaleMaskedTransformerDecoder(nn.Module):
@@ -214,6 +217,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
         aux_logits: List[torch.Tensor] = []
         aux_masks: List[torch.Tensor] = []
+        attention_margins: List[Tuple[float, int]] = []
 
         for layer in range(self.num_layers + 1):
             decoder_output, mask_embed = self._query_readout(output)
@@ -230,10 +234,14 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             else:
                 attn_logits = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features[level])
             blocked = self._blocked(attn_logits)
+            if return_aux:
+                per_query = attn_logits.abs().flatten(2).amin(-1)  # [B, Q]
+                closest = int(per_query.amin(0).argmin())
+                attention_margins.append((float(per_query[:, closest].min()), closest))
             output = self.transformer_cross_attention_layers[layer](output, src[level], blocked, pos[level], query_pos)
             output = self.transformer_self_attention_layers[layer](output, query_pos)
             output = self.transformer_ffn_layers[layer](output)
 
         pred_masks = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
         pred_logits = self._class_logits(decoder_output, pred_masks, mask_features, classifier)
-        return DecoderOutput(pred_logits, pred_masks, aux_logits, aux_masks)
+        return DecoderOutput(pred_logits, pred_masks, aux_logits, aux_masks, attention_margins)

@@ -13,10 +13,11 @@ Tolerances
 - tiny format (small model, float32): 1e-4 absolute on every continuous tensor (the official
   float noise there is ~1e-5, ``sensitivity.json``).
 - large format (ConvNeXt-L): the official code's own noise floor (``sensitivity.json``: the same
-  run with 1 thread instead of 2) times SAFETY_FACTOR = 10 for logits, mask logits and semantic
-  scores; 1e-4 for features (no noise measurement exists for them). The factor covers a decoder
-  attention-mask decision taken within float noise of its threshold, which moves that one
-  query's mask logits by ~1e-3 (as the 1-vs-2-thread run itself shows).
+  run with 1 thread instead of 2) times SAFETY_FACTOR = 10 for logits and mask logits; semantic
+  scores the larger of 10x their noise and a quarter of the mask tolerance (one query's masks
+  moving by it); 1e-4 for features (no noise measurement exists for them). The factor covers a
+  decoder attention-mask decision taken within float noise of its threshold, which moves that
+  one query's mask logits by ~1e-3 (as the 1-vs-2-thread run itself shows).
 - Preprocessing: the resized image bit-exact, the normalised input within 1e-6.
 - Discrete outputs (semantic argmax, panoptic segments and map, instance set and masks):
   identical except where the decision is within float noise of its threshold, judged from the
@@ -105,11 +106,14 @@ def fixture_tolerances(fixture: ReferenceFixture) -> Tolerances:
         return Tolerances(TINY_TOLERANCE, TINY_TOLERANCE, TINY_TOLERANCE, TINY_TOLERANCE)
     noise = fixture.sensitivity or {}
     try:
+        mask = SAFETY_FACTOR * float(noise["pred_masks_max_abs"])
         return Tolerances(
             feature=TINY_TOLERANCE,
             logit=SAFETY_FACTOR * float(noise["pred_logits_max_abs"]),
-            mask=SAFETY_FACTOR * float(noise["pred_masks_max_abs"]),
-            semantic=SAFETY_FACTOR * float(noise["sem_seg_max_abs"]),
+            mask=mask,
+            # a semantic score sums class probability x mask probability over queries: one query whose
+            # mask logits move by the mask tolerance moves it by up to a quarter of that
+            semantic=max(SAFETY_FACTOR * float(noise["sem_seg_max_abs"]), SIGMOID_SLOPE * mask),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FixtureError(f"{fixture.path}/sensitivity.json lacks the noise floor {exc}") from None
@@ -140,6 +144,11 @@ def check_image(
 
     # network
     out = model(batch.images, classifier, return_intermediates=True)
+    margins = out.intermediates.get("decoder_attention_margins", [])
+    if margins:
+        layer, (closest, query) = min(enumerate(margins), key=lambda item: item[1][0])
+        print(f"{prefix}: closest decoder attention decision: |mask logit| {closest:.1e} (layer {layer}, "
+              f"query {query}); below ~1e-5 that query's later outputs may legitimately differ")
     ours = flatten_outputs(out.intermediates)
     ours["backbone_input"] = batch.images
     expected = image.expected
