@@ -13,50 +13,21 @@ The whole model is frozen and always in eval mode.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Dict, Mapping, Optional
 
 import open_clip
-import timm
 import torch
 from torch import nn
 
-from fcclip_core.config import BackboneConfig, TimmTrunkConfig
+from fcclip_core.config import BackboneConfig
 from fcclip_core.modeling.mask_pooling import mask_pool
+from fcclip_core.modeling.timm_trunks import register_timm_trunk
 
-FEATURE_NAMES = ("stem", "res2", "res3", "res4", "res5")
 FEATURE_STRIDES = {"stem": 4, "res2": 4, "res3": 8, "res4": 16, "res5": 32}
 
 
 # ----------------------------------------------------------------------------- construction
-
-
-def register_timm_trunk(trunk: TimmTrunkConfig) -> str:
-    """Register ``trunk`` with timm and return the name open_clip must ask timm for.
-
-    The registered name is derived from the architecture, so two configs that reuse a name for
-    different sizes never see each other's trunk, and registering again is a no-op.
-    """
-    spec = json.dumps({"base": trunk.base, "args": dict(trunk.args)}, sort_keys=True)
-    digest = hashlib.sha256(spec.encode("utf-8")).hexdigest()[:12]
-    name = f"fcclip_{trunk.base}_{digest}"
-    if timm.is_model(name):
-        return name
-    if not timm.is_model(trunk.base):
-        raise ValueError(f"timm has no model {trunk.base!r} to derive the trunk {trunk.name!r} from")
-    base, overrides = trunk.base, dict(trunk.args)
-
-    def entrypoint(pretrained: bool = False, **kwargs):
-        if pretrained:
-            raise ValueError(f"trunk {trunk.name!r} has no pretrained timm weights")
-        return timm.create_model(base, pretrained=False, **{**overrides, **kwargs})
-
-    entrypoint.__name__ = name
-    entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    timm.models.register_model(entrypoint)
-    return name
 
 
 def open_clip_model_config(cfg: BackboneConfig) -> dict:

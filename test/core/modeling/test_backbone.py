@@ -6,7 +6,8 @@ import timm
 import torch
 
 from fcclip_core.config import TimmTrunkConfig, load_model_config
-from fcclip_core.modeling.backbone import UnsupportedBackboneError, build_backbone, register_timm_trunk
+from fcclip_core.modeling.backbone import UnsupportedBackboneError, build_backbone
+from fcclip_core.modeling.timm_trunks import register_timm_trunk
 from fcclip_core.config import model_config_from_reference
 
 from .conftest import max_abs_err
