@@ -119,7 +119,9 @@ def prepare_files(work: Path, reference: Path) -> tuple[Path, Path, Path, dict[s
 def _run_child(mode: str, checkpoint: Path, clip: Path, export: Path) -> dict:
     cmd = [sys.executable, "-m", "fcclip_core.tools.bench_weights", "--measure", mode,
            "--checkpoint", str(checkpoint), "--clip", str(clip), "--export", str(export)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"measurement {mode} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

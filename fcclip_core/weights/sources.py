@@ -39,24 +39,36 @@ def fetch_checkpoint_source(source: Source, part: Path, *, progress: bool) -> Pa
 
 
 def _fetch_gdrive(file_id: str, part: Path, *, progress: bool) -> Path:
-    """gdown does the Google Drive dance (confirmation pages, cookies) and resumes its own
-    ``<part>XXXXXXXX.part`` file; it renames that to ``part`` when the transfer is whole."""
     check_reachable(GDRIVE_PROBE_URL, CONNECT_TIMEOUT_S)
+    return gdown_to_part(part, progress=progress, file_id=file_id)
+
+
+def gdown_to_part(part: Path, *, progress: bool, file_id: Optional[str] = None, url: Optional[str] = None,
+                  retries: int = 3) -> Path:
+    """Download with gdown (a Google Drive ``file_id``, or any ``url``) into ``part``.
+
+    gdown does the Google Drive dance (confirmation pages, cookies) and resumes its own
+    ``<part><random>.part`` file, which it renames to ``part`` once the transfer is whole; a marker
+    beside ``part`` says which file it is, so a partial of another source is never taken for it.
+    """
     import gdown
     from gdown.exceptions import FileURLRetrievalError
 
     marker = part.with_name(part.name + ".json")
-    key = f"gdrive:{file_id}"
+    key = f"gdrive:{file_id}" if file_id else url
     if part.exists() and _resume_key(marker) != key:
         part.unlink()  # a plain-URL partial (or another file): gdown would take it for finished
+    marker.write_text(json.dumps({"key": key}), encoding="utf-8")
+    what = f"Google Drive file {file_id}" if file_id else url
     try:
-        gdown.download(id=file_id, output=str(part), quiet=not progress, resume=True,
-                       timeout=(CONNECT_TIMEOUT_S, 60.0), retries=3)
+        gdown.download(url=url, id=file_id, output=str(part), quiet=not progress, resume=True,
+                       timeout=(CONNECT_TIMEOUT_S, 60.0), retries=retries)
     except FileURLRetrievalError as exc:
-        raise DownloadError(f"Google Drive refused file {file_id} ({str(exc).splitlines()[0]}); Drive limits "
+        raise DownloadError(f"Google Drive refused {what} ({str(exc).splitlines()[0]}); Drive limits "
                             "downloads of popular files per day") from None
     except Exception as exc:  # gdown and requests errors: network, partial transfer
-        raise DownloadError(f"Google Drive download of {file_id} failed: {type(exc).__name__}: {exc}") from None
+        raise DownloadError(f"download of {what} failed: {type(exc).__name__}: {exc}; the received bytes are "
+                            "kept (run the same command again to resume)") from None
     marker.write_text(json.dumps({"key": key, "complete": True}), encoding="utf-8")
     return part
 
