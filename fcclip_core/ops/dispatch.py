@@ -72,9 +72,12 @@ def ms_deform_attn(
     value [N, S, M, D] (S = sum of H_l * W_l); spatial_shapes [L, 2] int64 rows (H_l, W_l);
     level_start_index [L] int64; sampling_locations [N, Lq, M, L, P, 2] normalised (x, y), may lie
     outside [0, 1] (those taps read zeros); attention_weights [N, Lq, M, L, P]. Returns
-    [N, Lq, M * D], differentiable w.r.t. value, sampling_locations and attention_weights.
+    [N, Lq, M * D] in the promoted float dtype of the three, differentiable w.r.t. each of them.
     """
     check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    # Mixed float dtypes (autocast: half values, float locations) compute in the promoted dtype.
+    dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
+    value, sampling_locations, attention_weights = (t.to(dtype) for t in (value, sampling_locations, attention_weights))
     backend = active_backend(value.device)
     if backend == "reference" or value.dtype not in NATIVE_DTYPES.get(value.device.type, ()):
         if requested_backend() == "native" and backend != "reference":
@@ -141,11 +144,9 @@ def check_inputs(
             raise TypeError(f"{name} must be an integer tensor, got {index.dtype}")
     if not value.dtype.is_floating_point:
         raise TypeError(f"value must be floating point, got {value.dtype}")
-    if sampling_locations.dtype != value.dtype or attention_weights.dtype != value.dtype:
-        raise TypeError(
-            "value, sampling_locations and attention_weights must share a dtype, got "
-            f"{value.dtype}, {sampling_locations.dtype}, {attention_weights.dtype}"
-        )
+    for name, tensor in (("sampling_locations", sampling_locations), ("attention_weights", attention_weights)):
+        if not tensor.dtype.is_floating_point:
+            raise TypeError(f"{name} must be floating point, got {tensor.dtype}")
     if sampling_locations.device != value.device or attention_weights.device != value.device:
         raise ValueError(
             "value, sampling_locations and attention_weights must be on one device, got "

@@ -2,6 +2,9 @@
 
 Loading happens once per process, on first use. A failed JIT build is never fatal: it logs one
 warning and the caller falls back to the pure-PyTorch reference.
+
+Environment: ``FCCLIP_CACHE_DIR`` (JIT build cache root, default ``~/.cache/fcclip_ros``),
+``FCCLIP_MSDA_JIT=0`` (never compile at run time), ``CXX`` (the compiler looked for).
 """
 from __future__ import annotations
 

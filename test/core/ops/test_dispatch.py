@@ -89,6 +89,14 @@ def test_missing_compiler_means_reference(monkeypatch):
     assert loaded.module is None and "no C++ compiler" in loaded.origin
 
 
+def test_mixed_float_dtypes_compute_in_the_promoted_dtype(problem):
+    value, shapes, starts, locations, weights = problem([(3, 5), (2, 2)], dtype=torch.float64)
+    out = ms_deform_attn(value.float(), shapes, starts, locations, weights.float())
+    assert out.dtype == torch.float64
+    expected = ms_deform_attn_reference(value.float().double(), shapes, starts, locations, weights.float().double())
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
 def test_jit_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("FCCLIP_CACHE_DIR", str(tmp_path))
     assert extension.jit_build_dir("x") == tmp_path / "torch_extensions" / torch.__version__ / "x"
@@ -102,10 +110,10 @@ def test_jit_cache_dir_follows_environment(monkeypatch, tmp_path):
         (lambda a: a[:4] + (a[4][:, :2],), ValueError, "attention_weights must be"),
         (lambda a: (a[0], a[1][:1]) + a[2:], ValueError, "spatial_shapes must be"),
         (lambda a: (a[0], a[1].float()) + a[2:], TypeError, "spatial_shapes must be an integer tensor"),
-        (lambda a: a[:3] + (a[3].double(),) + a[4:], TypeError, "must share a dtype"),
+        (lambda a: a[:4] + (a[4].long(),), TypeError, "attention_weights must be floating point"),
         (lambda a: (a[0].long(),) + a[1:], TypeError, "value must be floating point"),
     ],
-    ids=["value-dims", "locations-shape", "weights-shape", "levels-count", "float-shapes", "dtype-mix", "int-value"],
+    ids=["value-dims", "locations-shape", "weights-shape", "levels-count", "float-shapes", "int-weights", "int-value"],
 )
 def test_bad_inputs_get_clear_errors(problem, mutate, error, message):
     args = problem([(3, 5), (2, 2)])
