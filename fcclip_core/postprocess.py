@@ -35,6 +35,7 @@ from fcclip_core.results import (InstanceResult, PanopticResult, Segment, Semant
 
 HW = tuple[int, int]
 _SMALL_OUTPUT = 128  # out_h + out_w at or below which PyTorch CPU uses its separable kernel
+_MIN_BAND_ROWS = 8
 
 __all__ = [
     "PostprocessConfig", "postprocess", "mask_logits_to_image", "semantic_inference",
@@ -54,7 +55,7 @@ class PostprocessConfig:
     panoptic_on: bool = True
     instance_on: bool = True
     keep_semantic_probs: bool = False  # also return the full [K, H, W] semantic scores
-    chunk_bytes: int = 16 * 2**20  # size of one float working tensor (chunk of queries / rows)
+    chunk_bytes: int = 8 * 2**20  # size of one float working tensor (chunk of queries / rows)
 
     def __post_init__(self) -> None:
         if self.topk_per_image < 1:
@@ -309,7 +310,8 @@ def _semantic(mask_cls_logprobs: torch.Tensor, source: _FullResMasks,
     labels = np.empty((h, w), dtype=np.int32)
     scores = np.empty((h, w), dtype=np.float32)
     probs = np.empty((k, h, w), dtype=np.float32) if keep_probs else None
-    rows_per_band = max(1, source.chunk_bytes // (4 * w * max(q, k)))
+    # at least a few rows: each band re-reads a few source rows at its edges
+    rows_per_band = max(_MIN_BAND_ROWS, source.chunk_bytes // (4 * w * max(q, k)))
     for r0, r1 in _row_bands(h, rows_per_band):
         sem = torch.einsum("qc,qhw->chw", cls, source.rows(r0, r1).sigmoid())
         top, best = sem.max(0)  # first maximum on ties, like argmax
