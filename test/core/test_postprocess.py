@@ -369,3 +369,13 @@ def test_region_stats_and_boxes():
     np.testing.assert_array_equal(boxes_from_masks(masks), stats.bbox[1:])
     with pytest.raises(ValueError):
         region_stats(ids, 2)
+
+
+def test_benchmark_tool_runs(capsys):
+    from fcclip_core.tools import bench_postprocess
+
+    bench_postprocess.main(["--queries", "6", "--classes", "3", "--sizes", "64x96", "--repeats", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    row = lines[-1].replace("|", " ").split()
+    assert row[:2] == ["64x96", "3"] and len(row) == 8
+    assert all(float(v) >= 0 for v in row[2:])
