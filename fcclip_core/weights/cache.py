@@ -86,11 +86,9 @@ class FileRecord:
     origin: str  # where it came from: "gdrive:<id>", a URL, "import:<path>", "export"
     verified_at: str
     needs_clip: bool = True  # checkpoint only: False when it carries the CLIP text tower itself
-    extra: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if v is not None}
-        return data
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FileRecord":
@@ -155,13 +153,11 @@ class ModelDir:
         }
         atomic_write_text(self.manifest_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    def record(self, role: str, name: str, *, sha256: str, origin: str, needs_clip: bool = True,
-               extra: Optional[dict[str, Any]] = None) -> FileRecord:
+    def record(self, role: str, name: str, *, sha256: str, origin: str, needs_clip: bool = True) -> FileRecord:
         """Add a file that has just been verified and given its final name."""
         stat = self.path(name).stat()
         rec = FileRecord(role=role, name=name, size=stat.st_size, sha256=sha256, mtime_ns=stat.st_mtime_ns,
-                         origin=origin, verified_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), needs_clip=needs_clip,
-                         extra=extra)
+                         origin=origin, verified_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), needs_clip=needs_clip)
         records = self.read_manifest()
         old = records.get(role)
         records[role] = rec

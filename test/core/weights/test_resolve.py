@@ -91,6 +91,14 @@ def test_explicit_checkpoint_without_clip_weights(weights_env, server, tmp_path,
     assert server.ranges(f"/{CHECKPOINT_NAME}") == []  # only the CLIP weights were fetched
 
 
+def test_explicit_checkpoint_with_explicit_clip_weights(weights_env, tmp_path, tiny_weights):
+    ckpt, clip = tmp_path / "mine.pth", tmp_path / "clip.safetensors"
+    ckpt.write_bytes(tiny_weights.checkpoint_bytes())
+    clip.write_bytes(tiny_weights.clip_bytes())
+    resolved = resolve_weights(explicit=ckpt, explicit_clip=clip)  # nothing cached, nothing downloaded
+    assert (resolved.path, resolved.clip, resolved.origin) == (ckpt, clip, "explicit")
+
+
 def test_explicit_file_that_does_not_fit(weights_env, tmp_path, rn_tiny_checkpoint):
     import torch
 
