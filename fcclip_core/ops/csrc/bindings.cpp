@@ -90,9 +90,11 @@ bool has_cuda() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fcclip_core multi-scale deformable attention kernels";
-  m.def("ms_deform_attn_forward", &fcclip::msda::forward, "forward: value, spatial_shapes, level_start_index, "
-        "sampling_locations, attention_weights -> [N, Lq, M*D]");
-  m.def("ms_deform_attn_backward", &fcclip::msda::backward,
+  // The kernels touch no Python objects: let other Python threads (e.g. a ROS executor) run meanwhile.
+  const auto release_gil = pybind11::call_guard<pybind11::gil_scoped_release>();
+  m.def("ms_deform_attn_forward", &fcclip::msda::forward, release_gil,
+        "forward: value, spatial_shapes, level_start_index, sampling_locations, attention_weights -> [N, Lq, M*D]");
+  m.def("ms_deform_attn_backward", &fcclip::msda::backward, release_gil,
         "backward: forward's inputs and grad_output -> (grad_value, grad_locations, grad_attention)");
   m.def("has_cuda", &fcclip::msda::has_cuda, "whether this build holds the CUDA kernels");
 }

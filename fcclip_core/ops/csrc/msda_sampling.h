@@ -36,9 +36,9 @@
 namespace fcclip {
 namespace msda {
 
-// A channel count known at compile time: kernels pass it where the count of `channels` it works
-// on is fixed (one on the GPU, the common head widths on the CPU) so loops fully unroll and the
-// accumulator stays in registers. Wherever a function takes `Channels`, a plain int64_t works too.
+// A channel count known at compile time, passed where it is fixed (one channel per GPU thread, the
+// common head widths on the CPU): channel loops get a constant trip count and the accumulator can
+// live in registers. Wherever a function takes `Channels`, a plain int64_t works too.
 template <int64_t N>
 struct FixedChannels {
   MSDA_HOST_DEVICE constexpr operator int64_t() const { return N; }
