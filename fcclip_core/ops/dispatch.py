@@ -84,6 +84,9 @@ def ms_deform_attn(
             raise RuntimeError(f"{BACKEND_ENV}=native: the native op has no {value.dtype} kernel on {value.device.type}")
         return ms_deform_attn_reference(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     device = value.device
+    if device.type != "cpu" and spatial_shapes.device.type == "cpu" and level_start_index.device.type == "cpu":
+        # The GPU kernels trust the level table; check it while that is free (no device sync).
+        check_levels_fit(spatial_shapes, level_start_index, value.shape[1])
     return _NativeMSDeformAttn.apply(
         value.contiguous(),
         spatial_shapes.to(device=device, dtype=torch.int64).contiguous(),
@@ -111,6 +114,15 @@ class _NativeMSDeformAttn(torch.autograd.Function):
             *ctx.saved_tensors, grad_output.contiguous()
         )
         return grad_value, None, None, grad_locations, grad_weights
+
+
+def check_levels_fit(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, pixels: int) -> None:
+    """Every level (H, W) starting at its index lies inside value's S pixels (CPU tensors)."""
+    for level, ((height, width), start) in enumerate(zip(spatial_shapes.tolist(), level_start_index.tolist())):
+        if height < 0 or width < 0 or start < 0 or start + height * width > pixels:
+            raise ValueError(
+                f"ms_deform_attn: level {level} ({height}x{width} from pixel {start}) does not fit in value's {pixels} pixels"
+            )
 
 
 def check_inputs(

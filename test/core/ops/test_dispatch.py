@@ -12,7 +12,7 @@ import torch
 
 from fcclip_core.ops import active_backend, ms_deform_attn, ms_deform_attn_reference
 from fcclip_core.ops import extension
-from fcclip_core.ops.dispatch import BACKEND_ENV
+from fcclip_core.ops.dispatch import BACKEND_ENV, check_levels_fit
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -119,3 +119,12 @@ def test_bad_inputs_get_clear_errors(problem, mutate, error, message):
     args = problem([(3, 5), (2, 2)])
     with pytest.raises(error, match=message):
         ms_deform_attn(*mutate(args))
+
+
+def test_level_table_check_used_before_gpu_launches():
+    shapes = torch.tensor([[3, 4], [2, 2]])
+    check_levels_fit(shapes, torch.tensor([0, 12]), 16)
+    with pytest.raises(ValueError, match="level 1 .2x2 from pixel 13. does not fit"):
+        check_levels_fit(shapes, torch.tensor([0, 13]), 16)
+    with pytest.raises(ValueError, match="level 0"):
+        check_levels_fit(torch.tensor([[-1, 4]]), torch.tensor([0]), 16)
