@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--uniform", action="store_true",
+                        help="draw locations uniformly over the maps instead (no locality: worst case for caches)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -96,14 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     if backend != "cpu-native":
         print(f"native CPU op unavailable (active path: {backend}); nothing to compare", file=sys.stderr)
         return 1
+    pattern = "uniform random" if args.uniform else "reference point + per-head offsets"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward under no_grad, "
-          f"N=1 M={HEADS} D={HEAD_CHANNELS} P={POINTS}, Lq=S, median of {args.repeats} runs")
+          f"N=1 M={HEADS} D={HEAD_CHANNELS} P={POINTS}, Lq=S, locations: {pattern}, median of {args.repeats} runs")
     header = f"{'input':>11} {'levels (HxW)':>26} {'S=Lq':>7} {'reference ms':>13} {'native ms':>10} {'ratio':>6} {'max|diff|':>10}"
     print(header)
     ratios = []
     for size in args.sizes:
         case = Case(size, padded(size), padded(size))
         inputs = decoder_inputs(case)
+        if args.uniform:
+            locations = torch.rand(inputs[3].shape, generator=torch.Generator().manual_seed(1))
+            inputs = inputs[:3] + (locations, inputs[4])
         with torch.no_grad():
             ref_s = median_seconds(lambda: ms_deform_attn_reference(*inputs), args.repeats, args.warmup)
             nat_s = median_seconds(lambda: ms_deform_attn(*inputs), args.repeats, args.warmup)
