@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from fcclip_core.config import ModelConfig
-from fcclip_core.modeling.build import ConfigLike, build_model, resolve_config
+from fcclip_core.modeling.build import ConfigLike, build_empty_model, build_model, resolve_config
 from fcclip_core.modeling.classification import TextClassifier
 from fcclip_core.modeling.fcclip import FCCLIP
 from fcclip_core.postprocess import PostprocessConfig, postprocess
@@ -85,6 +85,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     return resolved
+
+
+def _load_model(cfg: ModelConfig, weights: Optional[PathLike], clip_weights: Optional[PathLike],
+                allow_download: bool) -> FCCLIP:
+    """The model of ``cfg`` with its weights, found in the standard order (see ``from_config``)."""
+    from fcclip_core.weights import load_catalogue, load_weights_into, resolve_weights
+
+    released = any(entry.config == cfg.name for entry in load_catalogue().models.values())
+    if released:
+        resolved = resolve_weights(cfg.name, weights, allow_download, explicit_clip=clip_weights)
+        model = build_empty_model(cfg)
+        load_weights_into(model, resolved)
+        return model
+    if weights is None:
+        raise ValueError(f"model config {cfg.name!r} is not a released model: give its weights file explicitly")
+    return build_model(cfg, weights, clip_weights)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -151,6 +167,7 @@ class Predictor:
         weights: Optional[PathLike] = None,
         *,
         clip_weights: Optional[PathLike] = None,
+        allow_download: bool = False,
         device: str | torch.device = "auto",
         untrained: bool = False,
         input_short_side: Optional[int] = None,
@@ -158,12 +175,15 @@ class Predictor:
         vocabulary: Optional[Vocabulary] = None,
         seed: int = 0,
     ) -> "Predictor":
-        """Build the model of ``model_config`` (a shipped name or a YAML path) with ``weights``.
+        """Build the model of ``model_config`` (a shipped name or a YAML path) and load its weights.
 
-        ``weights``: an FC-CLIP checkpoint (.pth) or an exported .safetensors file;
-        ``clip_weights``: open_clip weights for the CLIP keys a released checkpoint lacks.
-        ``untrained=True`` builds seeded random weights instead (demos and tests only: its
-        masks mean nothing). ``vocabulary`` (default: COCO panoptic, set lazily) is activated.
+        Weights are found as everywhere in the product (``fcclip_core.weights.resolve_weights``):
+        ``weights`` when given (an FC-CLIP ``.pth`` or an exported ``.safetensors``;
+        ``clip_weights`` completes a released checkpoint that lacks the CLIP text tower), else
+        the weights cache, else a download when ``allow_download``, else an error that names
+        the command to run. Configs outside the released catalogue need explicit ``weights``.
+        ``untrained=True`` builds seeded random weights instead (demos and tests only: its masks
+        mean nothing). ``vocabulary`` (default: COCO panoptic, set lazily) is activated.
         """
         cfg: ModelConfig = resolve_config(model_config)
         target = resolve_device(device)
@@ -173,11 +193,7 @@ class Predictor:
             torch.manual_seed(seed)
             model = build_model(cfg, device=target)
         else:
-            if weights is None:
-                raise ValueError(
-                    f"no weights given for model {cfg.name!r}: pass the FC-CLIP checkpoint path "
-                    "(or untrained=True for a random model)")
-            model = build_model(cfg, weights, clip_weights, device=target)
+            model = _load_model(cfg, weights, clip_weights, allow_download).to(target).prepare_for_inference()
         predictor = cls(model, input_short_side=input_short_side, max_long_side=max_long_side)
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)

@@ -123,9 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the results (created)")
     parser.add_argument("--model-config", default="convnext_large",
                         help="a shipped model config name or a YAML file (default: convnext_large)")
-    parser.add_argument("--weights", type=Path, help="FC-CLIP checkpoint (.pth) or exported .safetensors")
+    parser.add_argument("--weights", type=Path,
+                        help="FC-CLIP checkpoint (.pth) or exported .safetensors (default: the weights cache, "
+                             "see fcclip-weights)")
     parser.add_argument("--clip-weights", type=Path,
-                        help="open_clip weights filling the CLIP keys the released checkpoint lacks")
+                        help="open_clip weights filling the CLIP keys the released checkpoint lacks "
+                             "(default: the weights cache)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the released weights into the cache when they are missing")
     parser.add_argument("--untrained", action="store_true",
                         help="random weights instead of a checkpoint (pipeline checks only: masks mean nothing)")
     vocab = parser.add_mutually_exclusive_group()
@@ -149,8 +154,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.video_stride < 1:
         raise SystemExit("fcclip-segment: --video-stride must be >= 1")
-    if args.weights is None and not args.untrained:
-        raise SystemExit("fcclip-segment: give --weights (an FC-CLIP checkpoint) or --untrained")
     for path in args.inputs:
         if not path.exists():
             raise SystemExit(f"fcclip-segment: no such file or folder: {path}")
@@ -167,10 +170,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.vocabulary_file:
             vocabulary = load_vocabulary_file(args.vocabulary_file)
         predictor = Predictor.from_config(
-            args.model_config, args.weights, clip_weights=args.clip_weights, device=args.device,
+            args.model_config, args.weights, clip_weights=args.clip_weights, allow_download=args.download,
+            device=args.device,
             untrained=args.untrained, input_short_side=args.short_side, max_long_side=args.max_long_side,
             vocabulary=vocabulary)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SystemExit(f"fcclip-segment: {exc}") from None
     if args.untrained:
         log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")

@@ -10,6 +10,7 @@ import torch
 
 from fcclip_core.predictor import Predictor, resolve_device
 from fcclip_core.vocabulary import parse_vocabulary
+from fcclip_core.weights import WeightsNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +103,13 @@ def test_vocabulary_versions_and_atomic_swap(tiny, reference_root):
     assert all(s.category_id < 2 for s in after.panoptic.segments)
 
 
-def test_construction_errors(reference_root):
-    with pytest.raises(ValueError, match="no weights"):
+def test_construction_errors(reference_root, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="not a released model: give its weights"):
         Predictor.from_config("fixture_tiny")
+    # The released model with an empty cache: an immediate error naming the command to run.
+    monkeypatch.setenv("FCCLIP_WEIGHTS_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(WeightsNotFoundError, match="fcclip-weights download convnext_large"):
+        Predictor.from_config("convnext_large")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
     with pytest.raises(ValueError, match="input_short_side"):

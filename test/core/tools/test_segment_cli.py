@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,11 @@ def test_segments_an_image_and_a_video(reference_root, tmp_path):
 def test_clear_errors(tmp_path):
     missing = run_cli(str(tmp_path / "nope.jpg"), "-o", str(tmp_path), "--untrained", "--model-config", "fixture_tiny")
     assert missing.returncode != 0 and "no such file" in missing.stderr
-    no_weights = run_cli(str(REPO_ROOT / "demo_images" / "coffee.jpg"), "-o", str(tmp_path))
-    assert no_weights.returncode != 0 and "--weights" in no_weights.stderr
+    no_weights = subprocess.run(
+        [sys.executable, "-m", "fcclip_core.tools.segment", str(REPO_ROOT / "demo_images" / "coffee.jpg"),
+         "-o", str(tmp_path)], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "FCCLIP_WEIGHTS_DIR": str(tmp_path / "empty-cache")})
+    assert no_weights.returncode != 0 and "fcclip-weights download convnext_large" in no_weights.stderr
     bad_vocab = run_cli(str(REPO_ROOT / "demo_images" / "coffee.jpg"), "-o", str(tmp_path), "--untrained",
                         "--model-config", "fixture_tiny", "--vocabulary", "cup", "cup")
     assert bad_vocab.returncode != 0 and "cup" in bad_vocab.stderr
