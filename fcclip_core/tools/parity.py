@@ -1,6 +1,6 @@
 """Parity of our FC-CLIP against the official implementation's recorded outputs.
 
-    python -m fcclip_core.tools.parity <fixture-dir> [--threads N]
+    python -m fcclip_core.tools.parity <fixture-dir> [--threads N] [--device cpu|cuda]
 
 The fixture directory is one of the official reference formats (see ``reference_fixture``):
 the model is built from the fixture's own config and weights, the vocabulary is encoded by our
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from fcclip_core.modeling import build_model
+from fcclip_core.ops import active_backend as ms_deform_attn_backend
 from fcclip_core.modeling.backbone import UnsupportedBackboneError
 from fcclip_core.postprocess import PostprocessConfig, mask_logits_to_image, postprocess, semantic_inference
 from fcclip_core.preprocess import preprocess_images, resize_shortest_edge
@@ -143,13 +144,13 @@ def check_image(
         results.append(compare_tensor(f"{prefix}/backbone_input", batch.images, image.backbone_input, INPUT_TOLERANCE))
 
     # network
-    out = model(batch.images, classifier, return_intermediates=True)
+    out = model(batch.images.to(model.void_embedding.weight.device), classifier, return_intermediates=True)
     margins = out.intermediates.get("decoder_attention_margins", [])
     if margins:
         layer, (closest, query) = min(enumerate(margins), key=lambda item: item[1][0])
         print(f"{prefix}: closest decoder attention decision: |mask logit| {closest:.1e} (layer {layer}, "
               f"query {query}); below ~1e-5 that query's later outputs may legitimately differ")
-    ours = flatten_outputs(out.intermediates)
+    ours = {name: value.cpu() for name, value in flatten_outputs(out.intermediates).items()}
     ours["backbone_input"] = batch.images
     expected = image.expected
     for name, ref in expected.items():
@@ -163,7 +164,7 @@ def check_image(
 
     # post-processing (batch of one image)
     padded, resized_hw, original_hw = batch.padded_size, batch.image_sizes[0], batch.original_sizes[0]
-    logprobs, masks_low = out.mask_cls_logprobs[0], out.pred_masks[0]
+    logprobs, masks_low = out.mask_cls_logprobs[0].cpu(), out.pred_masks[0].cpu()
     our_final = mask_logits_to_image(masks_low, padded, resized_hw, original_hw)
     if "mask_pred_final" in expected:
         ref_final = expected["mask_pred_final"]
@@ -205,10 +206,10 @@ def check_image(
 def check_text(fixture: ReferenceFixture, embeddings, tol: Tolerances) -> List[CheckResult]:
     results = [compare_exact("text/synonym_counts", np.asarray(embeddings.synonym_counts),
                              fixture.text["synonym_counts"].numpy()),
-               compare_exact("text/seen", embeddings.seen.bool().numpy(), np.asarray(fixture.seen))]
+               compare_exact("text/seen", embeddings.seen.bool().cpu().numpy(), np.asarray(fixture.seen))]
     if "text_classifier" in fixture.text:
-        results.append(compare_tensor("text/text_classifier", embeddings.embeddings, fixture.text["text_classifier"],
-                                      tol.feature))
+        results.append(compare_tensor("text/text_classifier", embeddings.embeddings.cpu(),
+                                      fixture.text["text_classifier"], tol.feature))
     return results
 
 
@@ -216,13 +217,15 @@ def count_recorded_outputs(fixture: ReferenceFixture) -> int:
     return sum(len(image.expected) for image in fixture.images) + len(fixture.text)
 
 
-def run_parity(fixture: ReferenceFixture, out=sys.stdout) -> int:
+def run_parity(fixture: ReferenceFixture, out=sys.stdout, device: str = "cpu") -> int:
     """Check the fixture; print the report; return the number of failed outputs."""
     for note in fixture.notes:
         print(f"fixture: {note}", file=out)
+    print(f"device {device}; deformable attention: {ms_deform_attn_backend(device)} path; "
+          f"torch threads: {torch.get_num_threads()}", file=out)
     tol = fixture_tolerances(fixture)
     try:
-        model = build_model(fixture.config, weights=fixture.load_weights())
+        model = build_model(fixture.config, weights=fixture.load_weights(), device=device)
     except UnsupportedBackboneError as exc:
         print(f"ERROR: cannot build the fixture's model: {exc}", file=out)
         return count_recorded_outputs(fixture)
@@ -244,15 +247,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Compare our FC-CLIP with the official implementation's recorded outputs.")
     parser.add_argument("fixture", help="a reference fixture directory (e.g. ../shared/reference/tiny)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda, cuda:N)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("CUDA is not available on this machine")
+    except RuntimeError as exc:
+        print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+        return 2
     try:
         fixture = load_fixture(args.fixture)
     except FixtureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    failed = run_parity(fixture)
+    failed = run_parity(fixture, device=args.device)
     print("parity: PASS" if failed == 0 else f"parity: FAIL ({failed} outputs)")
     return 0 if failed == 0 else 1
 
