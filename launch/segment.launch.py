@@ -22,14 +22,15 @@ def _as_bool(text):
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
-# Launch arguments that override a node parameter when non-empty, with the parameter's type.
+# Launch arguments that override a node parameter when non-empty: argument -> (parameter, type, meaning).
 PARAMETER_ARGUMENTS = {
-    "model_config": (str, "shipped model config name or YAML path"),
-    "weights": (str, "checkpoint file"),
-    "device": (str, "auto, cpu, cuda or cuda:N"),
-    "input_short_side": (int, "short image side fed to the model"),
-    "image_transport": (str, "raw or compressed"),
-    "allow_untrained": (_as_bool, "run with random weights when no checkpoint is found"),
+    "model_config": ("model_config", str, "shipped model config name or YAML path"),
+    "weights": ("weights", str, "checkpoint file"),
+    "device": ("device", str, "auto, cpu, cuda or cuda:N"),
+    "input_short_side": ("input_short_side", int, "short image side fed to the model"),
+    "image_transport": ("image_transport", str, "raw or compressed"),
+    "image_reliability": ("image_qos.reliability", str, "input QoS reliability: best_effort or reliable"),
+    "allow_untrained": ("allow_untrained", _as_bool, "run with random weights when no checkpoint is found"),
 }
 
 ARGUMENTS = (
@@ -40,14 +41,15 @@ ARGUMENTS = (
     ("node_name", "segment_node", "name of the node"),
     ("use_rviz", "false", "also start RViz with config/segment.rviz (overlay image)"),
     ("rviz_config", os.path.join(SHARE, "config", "segment.rviz"), "RViz config file"),
-) + tuple((name, "", f"{text} (empty: the params file's value)") for name, (_, text) in PARAMETER_ARGUMENTS.items())
+) + tuple((name, "", f"{text} (empty: the params file's value)") for name, (_, _, text) in PARAMETER_ARGUMENTS.items())
 
 
 def _launch_nodes(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    overrides = {name: convert(arg(name)) for name, (convert, _) in PARAMETER_ARGUMENTS.items() if arg(name)}
+    overrides = {parameter: convert(arg(name))
+                 for name, (parameter, convert, _) in PARAMETER_ARGUMENTS.items() if arg(name)}
     camera = arg("camera_topic")
     parameters = [arg("params_file")] + ([overrides] if overrides else [])
     actions = [

@@ -47,6 +47,8 @@ def _launch_demo(context):
             "weights": str(model.weights or ""),
             "allow_untrained": "true" if model.untrained else "false",
             "device": arg("device"),
+            # Full-size frames: best-effort DDS drops large samples between processes.
+            "image_reliability": "reliable",
             "use_rviz": arg("use_rviz"),
         }.items(),
     )

@@ -181,3 +181,13 @@ def vision_msgs_module(vision_msgs_prefix: InterfacePrefix):
     import vision_msgs.msg
 
     return vision_msgs.msg
+
+
+@pytest.fixture(scope="module")
+def peer():
+    """An rclpy node inside the test process (own context and executor thread), one per test module."""
+    from .harness import Peer
+
+    peer = Peer(f"test_peer_{os.getpid()}")
+    yield peer
+    peer.close()

@@ -1,0 +1,100 @@
+"""The node's publishers: per-frame outputs of one Result, and the latched vocabulary topics.
+
+Which outputs exist is configuration; which tasks the model must run follows from it, and
+expensive outputs (the overlay) are only computed while someone subscribes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from fcclip_ros import conversions as conv
+from fcclip_ros.msg import SegmentArray
+from fcclip_ros.msg import Vocabulary as VocabularyMsg
+from fcclip_ros.node_config import NodeConfig, QosSettings
+
+_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
+                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
+_DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL,
+               "system_default": DurabilityPolicy.SYSTEM_DEFAULT}
+
+
+def qos_profile(settings: QosSettings) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=settings.depth,
+                      reliability=_RELIABILITY[settings.reliability], durability=_DURABILITY[settings.durability])
+
+
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def import_vision_msgs() -> Any | None:
+    """``vision_msgs.msg`` when installed (it is optional), else None."""
+    try:
+        import vision_msgs.msg as vision_msgs
+    except ImportError:
+        return None
+    return vision_msgs
+
+
+class FrameOutputs:
+    """Publishes everything derived from one frame's Result, all stamped with the frame's header."""
+
+    def __init__(self, node: Node, config: NodeConfig, vision_msgs: Any | None) -> None:
+        qos = qos_profile(config.output_qos)
+        self._config = config
+        self._vision_msgs = vision_msgs
+        self.labels = node.create_publisher(Image, "~/labels", qos) if config.publish_labels else None
+        self.segment_ids = node.create_publisher(Image, "~/segment_ids", qos) if config.publish_segment_ids else None
+        self.segments = node.create_publisher(SegmentArray, "~/segments", qos) if config.publish_segments else None
+        self.detections = (node.create_publisher(vision_msgs.Detection2DArray, "~/detections", qos)
+                           if config.publish_detections and vision_msgs is not None else None)
+        self.overlay = node.create_publisher(Image, "~/overlay", qos) if config.publish_overlay else None
+
+    @property
+    def tasks(self) -> frozenset[str]:
+        """The model tasks these outputs need (everything but semantic labels comes from panoptic)."""
+        if self._config.publish_labels and self._config.labels_source == "semantic":
+            return frozenset({"panoptic", "semantic"})
+        return frozenset({"panoptic"})
+
+    def publish(self, result: Any, rgb: np.ndarray, header: Header) -> None:
+        panoptic = result.panoptic
+        if self.labels is not None:
+            labels = (conv.semantic_label_image(result.semantic) if self._config.labels_source == "semantic"
+                      else conv.panoptic_label_image(panoptic))
+            self.labels.publish(conv.labels_to_image(labels, header))
+        if self.segment_ids is not None:
+            self.segment_ids.publish(conv.segment_ids_to_image(panoptic.segment_ids, header))
+        if self.segments is not None:
+            self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header))
+        if self.detections is not None:
+            self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs))
+        if self.overlay is not None and self.overlay.get_subscription_count() > 0:
+            from fcclip_core.visualize import overlay
+
+            picture = overlay(rgb, panoptic, alpha=self._config.overlay_alpha,
+                              draw_labels=self._config.overlay_labels)
+            self.overlay.publish(conv.rgb_to_image(picture, header))
+
+
+class VocabularyOutputs:
+    """``~/vocabulary`` (and ``~/label_info`` with vision_msgs), transient-local: late joiners get it."""
+
+    def __init__(self, node: Node, vision_msgs: Any | None) -> None:
+        self._node = node
+        self._vision_msgs = vision_msgs
+        self.vocabulary = node.create_publisher(VocabularyMsg, "~/vocabulary", LATCHED)
+        self.label_info = (node.create_publisher(vision_msgs.LabelInfo, "~/label_info", LATCHED)
+                           if vision_msgs is not None else None)
+
+    def publish(self, vocabulary: Any, version: int) -> None:
+        header = Header(stamp=self._node.get_clock().now().to_msg())
+        self.vocabulary.publish(conv.vocabulary_message(vocabulary, version, header))
+        if self.label_info is not None:
+            self.label_info.publish(conv.label_info(vocabulary, header, self._vision_msgs))

@@ -1,0 +1,110 @@
+"""Start-up and shutdown of the node process: invalid parameters, compressed input, a vocabulary
+that survives a restart, clean exits on SIGTERM and SIGINT."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+import yaml
+from sensor_msgs.msg import CompressedImage, Image
+
+from fcclip_ros.conversions import byte_field
+from fcclip_ros.msg import SegmentArray, Vocabulary
+from fcclip_ros.srv import SetVocabulary
+
+from .harness import LATCHED, RELIABLE, NodeProcess, demo_rgb, ros_list, wait_ready
+
+pytestmark = pytest.mark.ros
+
+TIMEOUT = 90.0
+
+
+
+INVALID = [
+    ({"device": "gpu"}, "device must be auto, cpu, cuda or cuda:N; got 'gpu'"),
+    ({"image_qos.depth": "0"}, "image_qos.depth must be >= 1, got 0"),
+    ({"labels_source": "42"}, "labels_source must be a string, got 42"),
+    ({"detection_threshold": "0.5"}, "unknown parameter(s) detection_threshold"),
+    ({"vocabulary_file": "/tmp/classes.txt"}, "set either vocabulary or vocabulary_file, not both"),
+    ({"vocabulary": ros_list(["cat", "dog", "cat"])}, "class 2 repeats class 0"),
+    ({"weights": "/nonexistent/weights.pth"}, "checkpoint not found: /nonexistent/weights.pth"),
+    ({"model_config": "no_such_model"}, "no_such_model"),
+    ({"weights": "''", "model_config": "fixture_tiny"}, "no weights for model 'fixture_tiny'"),
+]
+
+
+@pytest.mark.parametrize("params,message", INVALID, ids=[next(iter(p)) + f"_{i}" for i, (p, _) in enumerate(INVALID)])
+def test_invalid_parameters_fail_at_start_with_a_clear_message(reference_root, tmp_path, params, message) -> None:
+    node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params=params)
+    check_fails_at_start(node, message)
+
+
+def test_a_params_file_with_wrong_types_fails_at_start(reference_root, tmp_path) -> None:
+    # rcl drops a command-line override whose type differs from the params file's value, so
+    # wrong types are checked the way users make them: in their own params file.
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text("/**:\n  ros__parameters:\n    publish_overlay: maybe\n    overlay_alpha: strong\n")
+    node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params_file=params_file)
+    check_fails_at_start(node, "publish_overlay must be true or false, got 'maybe'")
+    assert "overlay_alpha must be a number, got 'strong'" in node.stderr
+
+
+def check_fails_at_start(node: NodeProcess, message: str) -> None:
+    try:
+        status = node.wait(TIMEOUT)
+    finally:
+        node.kill()
+    assert status != 0
+    assert message in node.stderr, node.stderr
+    assert "Traceback" not in node.output
+
+
+def test_compressed_input_state_file_and_clean_exits(reference_root, tmp_path, peer) -> None:
+    state_file = tmp_path / "state" / "vocabulary.yaml"
+    params = {"image_transport": "compressed", "vocabulary_state_file": str(state_file)}
+    namespace = "/fcclip_test_lifecycle"
+    compressed = peer.node.create_publisher(CompressedImage, f"{namespace}/image/compressed", RELIABLE)
+    raw = peer.node.create_publisher(Image, f"{namespace}/image", RELIABLE)
+    segments = peer.collect(SegmentArray, f"{namespace}/segment_node/segments")
+    node = NodeProcess(reference_root, tmp_path / "first", namespace, params=params)
+    try:
+        wait_ready(node, compressed)
+        assert raw.get_subscription_count() == 0, "with image_transport compressed the raw topic is not used"
+        import cv2
+
+        rgb = demo_rgb("chelsea.jpg", width=200)
+        ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])
+        msg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=byte_field(jpeg))
+        msg.header.frame_id = "compressed_camera"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp = peer.next_stamp()
+        compressed.publish(msg)
+        result = segments.for_stamp(stamp, TIMEOUT)
+        assert result.header.frame_id == "compressed_camera"
+        assert (result.height, result.width) == rgb.shape[:2]
+
+        new_classes, new_stuff = ["bicycle, bike", "road", "tree"], ["road"]
+        reply = peer.call(SetVocabulary, f"{node.fqn}/set_vocabulary",
+                          SetVocabulary.Request(classes=new_classes, stuff=new_stuff))
+        assert reply.success, reply.message
+        saved = yaml.safe_load(state_file.read_text())
+        assert saved["classes"] == new_classes and saved["stuff"] == new_stuff
+        assert saved["version"] == reply.version
+
+        assert node.stop(signal.SIGTERM) == 0
+        assert "Traceback" not in node.output, node.output
+    finally:
+        node.kill()
+
+    # A restart keeps the vocabulary: the saved state wins over the `vocabulary` parameter.
+    restarted = NodeProcess(reference_root, tmp_path / "second", namespace, params=params)
+    try:
+        wait_ready(restarted, compressed)
+        vocabulary = peer.collect(Vocabulary, f"{namespace}/segment_node/vocabulary", LATCHED)
+        current = vocabulary.wait_for(lambda m: True, TIMEOUT, "the restored vocabulary")
+        assert list(current.labels) == ["bicycle", "road", "tree"]
+        assert list(current.synonyms) == ["bicycle, bike", "road", "tree"]
+        assert list(current.is_thing) == [True, False, True]
+        assert restarted.stop(signal.SIGINT) == 0
+        assert "Traceback" not in restarted.output, restarted.output
+    finally:
+        restarted.kill()
