@@ -12,6 +12,7 @@ names follow the official state-dict layout so released checkpoints load as they
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -78,25 +79,39 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        reference_points: torch.Tensor,
-        value_input: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
-        offset_normalizer: torch.Tensor,
-    ) -> torch.Tensor:
-        """query [N, Lq, C]; reference_points [N or 1, Lq, L, 2] in [0, 1] (x, y);
-        value_input [N, S, C]; spatial_shapes [L, 2] (H, W); offset_normalizer [L, 2] (W, H)."""
+    def forward(self, query: torch.Tensor, value_input: torch.Tensor, grid: "SamplingGrid") -> torch.Tensor:
+        """query [N, Lq, C] (with positions), value_input [N, S, C] -> [N, Lq, C]."""
         n, num_queries, _ = query.shape
         value = self.value_proj(value_input).view(n, value_input.shape[1], self.heads, self.dim // self.heads)
-        offsets = self.sampling_offsets(query).view(n, num_queries, self.heads, self.levels, self.points, 2)
+        offsets = self.sampling_offsets(query).view(n, num_queries, self.heads, -1)
         weights = self.attention_weights(query).view(n, num_queries, self.heads, self.levels * self.points)
         weights = weights.softmax(-1).view(n, num_queries, self.heads, self.levels, self.points)
-        locations = reference_points[:, :, None, :, None, :] + offsets / offset_normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights)
+        # location = reference point + offset / (W, H) of the level, one fused pass
+        locations = torch.addcdiv(grid.base, offsets, grid.scale).view(
+            n, num_queries, self.heads, self.levels, self.points, 2)
+        out = ms_deform_attn(value, grid.spatial_shapes, grid.level_start_index, locations, weights)
         return self.output_proj(out)
+
+
+@dataclass(frozen=True)
+class SamplingGrid:
+    """What the deformable attention needs about the flattened levels of one input size."""
+
+    spatial_shapes: torch.Tensor  # [L, 2] long (H, W)
+    level_start_index: torch.Tensor  # [L] long
+    base: torch.Tensor  # [1, Lq, 1, L * P * 2]: each query's reference point (x, y), repeated per level and point
+    scale: torch.Tensor  # [L * P * 2]: (W, H) of each level, repeated per point (offsets are in pixels)
+
+    @classmethod
+    def build(cls, shapes: Sequence[Tuple[int, int]], points: int, device: torch.device) -> "SamplingGrid":
+        levels = len(shapes)
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
+        sizes = [h * w for h, w in shapes]
+        starts = [sum(sizes[:i]) for i in range(levels)]
+        ref = reference_points_for(shapes, device)  # [Lq, 2]
+        base = ref[None, :, None, None, :].expand(1, ref.shape[0], levels, points, 2).reshape(1, ref.shape[0], 1, -1)
+        scale = spatial_shapes.flip(-1).to(torch.float32)[:, None, :].expand(levels, points, 2).reshape(-1)
+        return cls(spatial_shapes, torch.as_tensor(starts, dtype=torch.long, device=device), base.contiguous(), scale)
 
 
 class DeformableEncoderLayer(nn.Module):
@@ -110,9 +125,8 @@ class DeformableEncoderLayer(nn.Module):
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, offset_normalizer):
-        attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, offset_normalizer)
-        src = self.norm1(src + attended)
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, grid: SamplingGrid) -> torch.Tensor:
+        src = self.norm1(src + self.self_attn(src + pos, src, grid))
         return self.norm2(src + self.linear2(F.relu(self.linear1(src), inplace=True)))
 
 
@@ -121,23 +135,22 @@ class DeformableEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DeformableEncoderLayer(**layer_args) for _ in range(num_layers))
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, offset_normalizer):
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, grid: SamplingGrid) -> torch.Tensor:
         for layer in self.layers:
-            src = layer(src, pos, reference_points, spatial_shapes, level_start_index, offset_normalizer)
+            src = layer(src, pos, grid)
         return src
 
 
 def reference_points_for(shapes: Sequence[Tuple[int, int]], device: torch.device) -> torch.Tensor:
-    """Pixel-centre reference points [1, sum(H*W), L, 2] (x, y) in [0, 1], one per query;
-    without padding every level sees the same normalised point."""
+    """Pixel-centre reference points [sum(H*W), 2] (x, y) in [0, 1] of the flattened levels;
+    without padding a query's point is the same on every level."""
     points = []
     for height, width in shapes:
         ys = torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device) / height
         xs = torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device) / width
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), -1))
-    ref = torch.cat(points, 0)
-    return ref[None, :, None, :].expand(1, ref.shape[0], len(shapes), 2)
+    return torch.cat(points, 0)
 
 
 class DeformableTransformer(nn.Module):
@@ -145,6 +158,7 @@ class DeformableTransformer(nn.Module):
 
     def __init__(self, dim: int, heads: int, num_layers: int, ffn_dim: int, levels: int, points: int):
         super().__init__()
+        self.points = points
         self.level_embed = nn.Parameter(torch.empty(levels, dim))
         nn.init.normal_(self.level_embed)
         self.encoder = DeformableEncoder(
@@ -152,17 +166,17 @@ class DeformableTransformer(nn.Module):
         for layer in self.encoder.layers:
             for linear in (layer.linear1, layer.linear2):
                 nn.init.xavier_uniform_(linear.weight)
-        self._ref_cache: Dict[Tuple, torch.Tensor] = {}
+        self._grids: Dict[Tuple, SamplingGrid] = {}
 
-    def reference_points(self, shapes: Tuple[Tuple[int, int], ...], device: torch.device) -> torch.Tensor:
+    def sampling_grid(self, shapes: Tuple[Tuple[int, int], ...], device: torch.device) -> SamplingGrid:
+        """Cached per input size and device."""
         key = (shapes, str(device))
-        ref = self._ref_cache.get(key)
-        if ref is None:
-            if len(self._ref_cache) >= 32:
-                self._ref_cache.pop(next(iter(self._ref_cache)))
-            ref = reference_points_for(shapes, device)
-            self._ref_cache[key] = ref
-        return ref
+        grid = self._grids.get(key)
+        if grid is None:
+            if len(self._grids) >= 32:
+                self._grids.pop(next(iter(self._grids)))
+            grid = self._grids[key] = SamplingGrid.build(shapes, self.points, device)
+        return grid
 
     def forward(self, srcs: List[torch.Tensor], pos_embeds: List[torch.Tensor]) -> List[torch.Tensor]:
         """Refine maps [N, C, H_l, W_l] (coarse to fine); returns them in the same shapes."""
@@ -170,20 +184,11 @@ class DeformableTransformer(nn.Module):
         src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
         pos_flat = torch.cat(
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)], 1)
-        device = src_flat.device
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
-        sizes = [h * w for h, w in shapes]
-        starts = [0]
-        for size in sizes[:-1]:
-            starts.append(starts[-1] + size)
-        level_start_index = torch.as_tensor(starts, dtype=torch.long, device=device)
-        offset_normalizer = spatial_shapes.flip(-1).to(src_flat.dtype)
-        ref = self.reference_points(shapes, device)
-        memory = self.encoder(src_flat, pos_flat, ref, spatial_shapes, level_start_index, offset_normalizer)
+        memory = self.encoder(src_flat, pos_flat, self.sampling_grid(shapes, src_flat.device))
         batch = memory.shape[0]
         return [
             level.transpose(1, 2).reshape(batch, -1, h, w)
-            for level, (h, w) in zip(memory.split(sizes, dim=1), shapes)
+            for level, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from fcclip_core.config import DecoderConfig
 from fcclip_core.modeling.classification import TextClassifier, classification_logits
-from fcclip_core.modeling.mask_pooling import mask_pool
+from fcclip_core.modeling.mask_pooling import mask_logits, mask_pool
 from fcclip_core.modeling.position_encoding import PositionEmbeddingSine
 
 
@@ -208,7 +208,6 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             projected = self.input_proj[level](x).flatten(2) + self.level_embed.weight[level][None, :, None]
             src.append(projected.transpose(1, 2))
         batch = src[0].shape[0]
-        mask_features = mask_features.contiguous()
         # mask features at each level's size, for the intermediate attention masks
         level_mask_features = [] if self.exact_attention_masks else [
             F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False) for size in sizes]
@@ -224,15 +223,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             if layer == self.num_layers:
                 break
             if return_aux:
-                masks = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+                masks = mask_logits(mask_embed, mask_features)
                 aux_masks.append(masks)
                 aux_logits.append(self._class_logits(decoder_output, masks, mask_features, classifier))
             level = layer % self.num_feature_levels
             if self.exact_attention_masks:
-                full = aux_masks[-1] if return_aux else torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+                full = aux_masks[-1] if return_aux else mask_logits(mask_embed, mask_features)
                 attn_logits = F.interpolate(full, size=sizes[level], mode="bilinear", align_corners=False)
             else:
-                attn_logits = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features[level])
+                attn_logits = mask_logits(mask_embed, level_mask_features[level])
             blocked = self._blocked(attn_logits)
             if return_aux:
                 per_query = attn_logits.abs().flatten(2).amin(-1)  # [B, Q]
@@ -242,6 +241,6 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_self_attention_layers[layer](output, query_pos)
             output = self.transformer_ffn_layers[layer](output)
 
-        pred_masks = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+        pred_masks = mask_logits(mask_embed, mask_features)
         pred_logits = self._class_logits(decoder_output, pred_masks, mask_features, classifier)
         return DecoderOutput(pred_logits, pred_masks, aux_logits, aux_masks, attention_margins)
