@@ -35,7 +35,8 @@ from fcclip_core.results import (InstanceResult, PanopticResult, Segment, Semant
 
 HW = tuple[int, int]
 _SMALL_OUTPUT = 128  # out_h + out_w at or below which PyTorch CPU uses its separable kernel
-_MIN_BAND_ROWS = 8
+_MIN_BAND_ROWS = 8  # semantic bands: each band re-reads a few source rows at its edges
+_MIN_CHUNK_QUERIES = 4  # query chunks: each chunk costs a few passes over [H, W] on top
 
 __all__ = [
     "PostprocessConfig", "postprocess", "mask_logits_to_image", "semantic_inference",
@@ -55,7 +56,9 @@ class PostprocessConfig:
     panoptic_on: bool = True
     instance_on: bool = True
     keep_semantic_probs: bool = False  # also return the full [K, H, W] semantic scores
-    chunk_bytes: int = 8 * 2**20  # size of one float working tensor (chunk of queries / rows)
+    # size of one float working tensor: a chunk of queries (at least 4) or a band of rows
+    # (at least 8) at the output size
+    chunk_bytes: int = 8 * 2**20
 
     def __post_init__(self) -> None:
         if self.topk_per_image < 1:
@@ -248,7 +251,7 @@ class _FullResMasks:
         self.chunk_bytes = chunk_bytes
 
     def query_chunk_size(self) -> int:
-        return max(1, self.chunk_bytes // (4 * self.height * self.width))
+        return max(_MIN_CHUNK_QUERIES, self.chunk_bytes // (4 * self.height * self.width))
 
     def queries(self, idx: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (position in idx, [m, H, W] logits) for consecutive chunks of ``idx``."""
@@ -273,7 +276,7 @@ class _LowResMasks(_FullResMasks):
 
     def query_chunk_size(self) -> int:
         per_query = 4 * max(self.padded[0] * self.padded[1], self.height * self.width)
-        return max(1, self.chunk_bytes // per_query)
+        return max(_MIN_CHUNK_QUERIES, self.chunk_bytes // per_query)
 
     def queries(self, idx: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         step = self.query_chunk_size()
@@ -310,7 +313,6 @@ def _semantic(mask_cls_logprobs: torch.Tensor, source: _FullResMasks,
     labels = np.empty((h, w), dtype=np.int32)
     scores = np.empty((h, w), dtype=np.float32)
     probs = np.empty((k, h, w), dtype=np.float32) if keep_probs else None
-    # at least a few rows: each band re-reads a few source rows at its edges
     rows_per_band = max(_MIN_BAND_ROWS, source.chunk_bytes // (4 * w * max(q, k)))
     for r0, r1 in _row_bands(h, rows_per_band):
         sem = torch.einsum("qc,qhw->chw", cls, source.rows(r0, r1).sigmoid())

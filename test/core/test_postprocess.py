@@ -16,7 +16,7 @@ from fcclip_core.postprocess import (BandResizer, PostprocessConfig, instance_in
 from fcclip_core.results import boxes_from_masks, region_stats
 
 FIXTURES = [("tiny", 0), ("tiny", 1), ("rn_tiny", 0), ("rn_tiny", 1)]
-TINY_CHUNK = 60_000  # bytes: one query per chunk, 3-row semantic bands on the fixtures
+TINY_CHUNK = 60_000  # bytes: smallest chunks (4 queries) and bands (8 rows) on the fixtures
 
 
 # --------------------------------------------------------------------------- fixture helpers
