@@ -5,7 +5,7 @@
 Starts two processes, the node (``fcclip-segment-node``) and the image player
 (``fcclip-image-player``, looping over the bundled photos), records the node's overlay, label
 image and segments for every photo, writes them to the output folder and prints where. Uses the
-released weights when they are found (``--weights``, ``$FCCLIP_WEIGHTS``); otherwise a tiny
+released weights when they are found (``--weights``, ``$FCCLIP_WEIGHTS``, the weights cache); otherwise a tiny
 UNTRAINED model runs, and the output says so plainly: its masks are not segmentation results.
 DDS traffic stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless set).
 """
@@ -40,7 +40,7 @@ UNTRAINED_BANNER = (
     "=" * 78 + "\n"
     "  NO RELEASED WEIGHTS FOUND: this demo runs a tiny UNTRAINED model with random weights.\n"
     "  Its masks and labels are NOT segmentation results; they only show that the pipeline runs.\n"
-    "  For real results: --weights /path/to/fcclip_cocopan.pth (or set $FCCLIP_WEIGHTS).\n"
+    "  For real results: fcclip-weights (fills the weights cache), or --weights /path/to/fcclip_cocopan.pth.\n"
     + "=" * 78)
 
 
@@ -70,6 +70,7 @@ class Recorder:
     """Collects the node's outputs per stamp and writes one set of files per demo photo."""
 
     output: Path
+    watermark: str = ""  # stamped onto every overlay (untrained model), so no picture passes for a result
     names_by_stamp: dict[tuple[int, int], str] = field(default_factory=dict)
     pending: dict[tuple[int, int], _Frame] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -98,7 +99,10 @@ class Recorder:
     def _write(self, index: int, name: str, frame: _Frame) -> dict[str, Any]:
         stem = f"{index:02d}_{Path(name).stem}"
         overlay = np.frombuffer(frame.overlay.data, np.uint8).reshape(frame.overlay.height, frame.overlay.width, 3)
-        cv2.imwrite(str(self.output / f"{stem}_overlay.png"), overlay[:, :, ::-1])
+        picture = np.ascontiguousarray(overlay[:, :, ::-1])
+        if self.watermark:
+            stamp_watermark(picture, self.watermark)
+        cv2.imwrite(str(self.output / f"{stem}_overlay.png"), picture)
         labels = np.frombuffer(frame.labels.data, np.uint16).reshape(frame.labels.height, frame.labels.width)
         cv2.imwrite(str(self.output / f"{stem}_labels.png"), labels)  # 16-bit PNG, 65535 = unlabelled
         segments = frame.segments
@@ -115,6 +119,18 @@ class Recorder:
         (self.output / f"{stem}_segments.json").write_text(json.dumps(record, indent=1) + "\n")
         return {"stem": stem, "segments": len(segments.segments),
                 "labels": sorted({s.label for s in segments.segments})}
+
+
+def stamp_watermark(bgr: np.ndarray, text: str) -> None:
+    """Write ``text`` in white on a red band across the top of the picture (in place)."""
+    height, width = bgr.shape[:2]
+    scale = max(0.35, width / 1100)
+    thickness = max(1, round(scale * 2))
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = min(height, text_h + baseline + 8)
+    bgr[:band] = (0, 0, 200)
+    cv2.putText(bgr, text, (max(2, (width - text_w) // 2), band - baseline - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thickness, cv2.LINE_AA)
 
 
 def _read_player(stdout: Any, recorder: Recorder) -> None:
@@ -162,12 +178,12 @@ def run(args: argparse.Namespace) -> int:
     if model.untrained:
         print(UNTRAINED_BANNER, flush=True)
     else:
-        print(f"fcclip-demo: released model {model.model_config} with weights {model.weights}", flush=True)
+        print(f"fcclip-demo: {model.describe()}", flush=True)
     rate = args.rate or (2.0 if model.untrained else 0.5)
 
     node_cmd = _executable("fcclip-segment-node", "fcclip_ros.segment_node") + [
         "--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file", str(default_params_file()),
-        "-p", f"model_config:={model.model_config}", "-p", f"weights:={model.weights or ''}",
+        "-p", f"model_config:={model.model_config}", "-p", f"weights:='{model.weights or ''}'",
         "-p", f"allow_untrained:={'true' if model.untrained else 'false'}", "-p", f"device:={args.device}",
         # The player publishes reliably; a reliable subscription keeps full-size photos from being
         # lost in transit (best-effort DDS drops samples above ~0.5 MB between processes).
@@ -176,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"directory:={images}", "-p", f"rate:={rate}",
         "-p", "wait_for_subscribers:=true", "-p", "print_frames:=true"]
 
-    recorder = Recorder(output)
+    recorder = Recorder(output, watermark="UNTRAINED MODEL: random masks, not a result" if model.untrained else "")
     rclpy.init(args=[])
     node = Node("fcclip_demo_recorder", namespace=NAMESPACE)
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -215,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     for name, info in recorder.written.items():
         shown = ", ".join(info["labels"][:6]) + (" ..." if len(info["labels"]) > 6 else "")
         print(f"  {name}: {info['stem']}_overlay.png, {info['stem']}_labels.png (16-bit, 65535 = unlabelled), "
-              f"{info['stem']}_segments.json ({info['segments']} segments: {shown})")
+              f"{info['stem']}_segments.json ({info['segments']} segment{'' if info['segments'] == 1 else 's'}"
+              f"{': ' + shown if shown else ''})")
     if model.untrained:
         print("\n" + UNTRAINED_BANNER)
     return status

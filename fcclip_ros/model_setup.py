@@ -1,7 +1,10 @@
-"""Where the node's model comes from: the checkpoint lookup and the Predictor it builds.
+"""Where the node's model comes from: the weights lookup and the Predictor it builds.
 
-Kept apart from the node so the demo runner and the node find weights the same way, and so
-the lookup has exactly one place to grow (the weight cache of ``fcclip-weights``).
+Weights are found as everywhere in the product (``fcclip_core.weights``): an explicit file (the
+``weights`` parameter, else ``$FCCLIP_WEIGHTS``), then the weights cache filled by
+``fcclip-weights``, then a download when the ``allow_download`` parameter says so. Only when
+none of them has weights, and ``allow_untrained`` is set, does an untrained model run. The node
+and the demo runner share this module so they decide the same way.
 """
 from __future__ import annotations
 
@@ -12,17 +15,18 @@ from typing import Any
 
 WEIGHTS_ENV = "FCCLIP_WEIGHTS"
 UNTRAINED_SEED = 0  # random weights are seeded, so untrained runs are at least reproducible
+RELEASED_MODEL = "convnext_large"
+UNTRAINED_DEMO_MODEL = "fixture_tiny"
 
 
 class StartupError(RuntimeError):
     """The node cannot start (no weights, model that does not load, unusable device ...)."""
 
 
-def resolve_weights(weights: str, model_config: str) -> Path | None:
-    """The checkpoint to load for ``model_config``, or None when none is available.
+def explicit_weights(weights: str) -> Path | None:
+    """The weights file named by the ``weights`` value or ``$FCCLIP_WEIGHTS``; None when neither is set.
 
-    Order: the explicit ``weights`` value (parameter or argument), then ``$FCCLIP_WEIGHTS``.
-    An explicit path that does not exist is an error, not a silent fallback.
+    A named file that does not exist is an error, not a silent fallback to the cache.
     """
     for source, value in (("weights", weights), (f"${WEIGHTS_ENV}", os.environ.get(WEIGHTS_ENV, ""))):
         value = value.strip()
@@ -38,10 +42,15 @@ def resolve_weights(weights: str, model_config: str) -> Path | None:
 @dataclass(frozen=True)
 class LoadedModel:
     predictor: Any  # fcclip_core.predictor.Predictor
-    weights: Path | None  # None: untrained (random weights)
+    weights: str  # where the weights came from: a path, "weights cache", or "" (untrained)
+
+    @property
+    def untrained(self) -> bool:
+        return not self.weights
 
 
 def load_predictor(model_config: str, weights: str, device: str, *, allow_untrained: bool,
+                   allow_download: bool = False, clip_weights: str = "",
                    input_short_side: int | None = None, max_long_side: int | None = None,
                    object_mask_threshold: float | None = None,
                    overlap_threshold: float | None = None) -> LoadedModel:
@@ -51,12 +60,11 @@ def load_predictor(model_config: str, weights: str, device: str, *, allow_untrai
     """
     from fcclip_core.config import load_model_config
     from fcclip_core.predictor import Predictor
+    from fcclip_core.weights import WeightsError, WeightsNotFoundError, load_catalogue
 
-    checkpoint = resolve_weights(weights, model_config)
-    if checkpoint is None and not allow_untrained:
-        raise StartupError(
-            f"no weights for model {model_config!r}: set the `weights` parameter to a checkpoint file "
-            f"or ${WEIGHTS_ENV}; for a smoke test without weights set allow_untrained:=true")
+    checkpoint = explicit_weights(weights)
+    options = dict(device=device, input_short_side=input_short_side, max_long_side=max_long_side)
+    untrained_hint = "\n(for a smoke test without weights: allow_untrained:=true)"
     try:
         config = load_model_config(model_config)
         thresholds = {name: value for name, value in (("object_mask_threshold", object_mask_threshold),
@@ -64,17 +72,28 @@ def load_predictor(model_config: str, weights: str, device: str, *, allow_untrai
                       if value is not None}
         if thresholds:
             config = config.replace(inference=thresholds)
-        predictor = Predictor.from_config(
-            config, checkpoint, device=device, untrained=checkpoint is None, seed=UNTRAINED_SEED,
-            input_short_side=input_short_side, max_long_side=max_long_side)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        missing = ""  # why there are no weights, when there are none
+        if checkpoint is None and not any(e.config == config.name for e in load_catalogue().models.values()):
+            missing = (f"no weights for model {config.name!r}: it is not a released model, so set the `weights` "
+                       f"parameter (or ${WEIGHTS_ENV}) to its checkpoint")
+        else:
+            try:
+                predictor = Predictor.from_config(config, checkpoint, clip_weights=clip_weights.strip() or None,
+                                                  allow_download=allow_download, **options)
+                return LoadedModel(predictor, str(checkpoint) if checkpoint else "weights cache")
+            except WeightsNotFoundError as error:  # nothing in the cache; the message names the command
+                if checkpoint is not None:
+                    raise
+                missing = str(error)
+        if not allow_untrained:
+            raise StartupError(missing + untrained_hint)
+        predictor = Predictor.from_config(config, untrained=True, seed=UNTRAINED_SEED, **options)
+        return LoadedModel(predictor, "")
+    except StartupError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, WeightsError) as error:
         raise StartupError(f"could not load model {model_config!r}"
                            f"{f' with weights {checkpoint}' if checkpoint else ''}: {error}") from error
-    return LoadedModel(predictor=predictor, weights=checkpoint)
-
-
-RELEASED_MODEL = "convnext_large"
-UNTRAINED_DEMO_MODEL = "fixture_tiny"
 
 
 @dataclass(frozen=True)
@@ -82,15 +101,24 @@ class DemoModel:
     """What the demo runs: the released model when its weights are found, else a tiny untrained one."""
 
     model_config: str
-    weights: Path | None
+    weights: Path | None  # an explicit file; None with untrained False: the weights cache
+    untrained: bool
 
-    @property
-    def untrained(self) -> bool:
-        return self.weights is None
+    def describe(self) -> str:
+        if self.untrained:
+            return f"tiny UNTRAINED model ({self.model_config}, random weights)"
+        return f"released model {self.model_config} with weights {self.weights or 'from the weights cache'}"
 
 
 def demo_model(weights: str = "") -> DemoModel:
-    checkpoint = resolve_weights(weights, RELEASED_MODEL)
-    if checkpoint is None:
-        return DemoModel(UNTRAINED_DEMO_MODEL, None)
-    return DemoModel(RELEASED_MODEL, checkpoint)
+    """The released model if its weights are given or cached (no download), else the tiny untrained one."""
+    checkpoint = explicit_weights(weights)
+    if checkpoint is not None:
+        return DemoModel(RELEASED_MODEL, checkpoint, untrained=False)
+    from fcclip_core.weights import WeightsError, resolve_weights
+
+    try:
+        resolved = resolve_weights(None, None, allow_download=False, progress=False)
+    except WeightsError:
+        return DemoModel(UNTRAINED_DEMO_MODEL, None, untrained=True)
+    return DemoModel(resolved.config, None, untrained=False)

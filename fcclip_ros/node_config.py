@@ -40,7 +40,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model_config", "convnext_large", str,
               "model config: the name of a shipped config (e.g. convnext_large) or a YAML file path"),
     ParamSpec("weights", "", str,
-              "checkpoint file (.pth or .safetensors); empty: $FCCLIP_WEIGHTS, then the weight cache"),
+              "checkpoint file (.pth or .safetensors); empty: $FCCLIP_WEIGHTS, then the weights cache "
+              "(fcclip-weights)"),
+    ParamSpec("clip_weights", "", str,
+              "open_clip weights completing a released .pth checkpoint; empty: from the weights cache"),
+    ParamSpec("allow_download", False, bool,
+              "download the released weights into the cache when they are not there yet"),
     ParamSpec("allow_untrained", False, bool,
               "run with random weights when no checkpoint is found (tests and demos only: masks are meaningless)"),
     ParamSpec("device", "auto", str, "auto, cpu, cuda or cuda:N"),
@@ -117,6 +122,8 @@ class QosSettings:
 class NodeConfig:
     model_config: str
     weights: str
+    clip_weights: str
+    allow_download: bool
     allow_untrained: bool
     device: str
     input_short_side: int | None
@@ -219,8 +226,8 @@ def parse_config(values: Mapping[str, ParamValue]) -> NodeConfig:
         return v[name] if v[name] >= 0 else None
 
     return NodeConfig(
-        model_config=v["model_config"].strip(), weights=v["weights"].strip(),
-        allow_untrained=v["allow_untrained"], device=v["device"],
+        model_config=v["model_config"].strip(), weights=v["weights"].strip(), clip_weights=v["clip_weights"].strip(),
+        allow_download=v["allow_download"], allow_untrained=v["allow_untrained"], device=v["device"],
         input_short_side=positive_or_none("input_short_side"), max_long_side=positive_or_none("max_long_side"),
         object_mask_threshold=threshold("object_mask_threshold"),
         overlap_threshold=threshold("overlap_threshold"),

@@ -66,11 +66,12 @@ class SegmentNode(Node):
         self.get_logger().info(f"loading model {config.model_config!r} on device {config.device!r} ...")
         loaded = load_predictor(
             config.model_config, config.weights, config.device, allow_untrained=config.allow_untrained,
+            allow_download=config.allow_download, clip_weights=config.clip_weights,
             input_short_side=config.input_short_side, max_long_side=config.max_long_side,
             object_mask_threshold=config.object_mask_threshold, overlap_threshold=config.overlap_threshold)
         self._predictor = loaded.predictor
-        self._weights = loaded.weights
-        if self._weights is None:
+        self._weights = loaded.weights  # "" when untrained
+        if loaded.untrained:
             self.get_logger().warning(
                 "NO WEIGHTS: running an UNTRAINED model with random weights; its masks are meaningless")
         self._predictor.set_vocabulary(vocabulary)
@@ -219,7 +220,7 @@ class SegmentNode(Node):
         new_failed = snap.frames_failed - (previous.frames_failed if previous else 0)
         new_invalid = snap.frames_invalid - (previous.frames_invalid if previous else 0)
         level, message = DiagnosticStatus.OK, "running"
-        if self._weights is None:
+        if not self._weights:
             level, message = DiagnosticStatus.WARN, "untrained model (random weights): outputs are meaningless"
         if new_invalid:
             level, message = DiagnosticStatus.WARN, f"{new_invalid} invalid frames skipped: {snap.last_error}"
@@ -229,7 +230,7 @@ class SegmentNode(Node):
             message += " (no frames received yet)"
         values = {
             "model_config": self.config.model_config,
-            "weights": str(self._weights) if self._weights else "none (untrained)",
+            "weights": self._weights or "none (untrained)",
             "device": str(self._predictor.device),
             "input_topic": self._subscription.topic_name,
             "vocabulary_version": self._predictor.vocabulary_version,
@@ -296,7 +297,14 @@ def main(args: Sequence[str] | None = None) -> int:
     spin_thread: threading.Thread | None = None
     worker_done = True
     try:
-        _init_rclpy(list(sys.argv) if args is None else list(args))
+        try:
+            _init_rclpy(list(sys.argv) if args is None else list(args))
+        except _ShutdownRequested:
+            raise
+        except Exception as error:  # noqa: BLE001 - rclpy reports bad --ros-args as a generic RCLError
+            print(f"[{NODE_NAME}] invalid command-line arguments ({error}); see `--ros-args --help`",
+                  file=sys.stderr, flush=True)
+            return 2
         latch.install()  # after rclpy.init, in case it installed handlers of its own
         try:
             node = SegmentNode()

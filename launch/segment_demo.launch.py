@@ -3,7 +3,7 @@
     ros2 launch fcclip_ros segment_demo.launch.py
     ros2 launch fcclip_ros segment_demo.launch.py weights:=/path/to/fcclip_cocopan.pth use_rviz:=false
 
-Uses the released model when its weights are found (weights argument, then $FCCLIP_WEIGHTS);
+Uses the released model when its weights are found (weights argument, $FCCLIP_WEIGHTS, the cache);
 otherwise a tiny UNTRAINED model runs, and the launch log says so: its masks are not results.
 """
 import os
@@ -21,7 +21,7 @@ SHARE = get_package_share_directory("fcclip_ros")
 CAMERA_TOPIC = "/fcclip_demo/image"
 
 ARGUMENTS = (
-    ("weights", "", "released checkpoint (empty: $FCCLIP_WEIGHTS, else a tiny untrained model)"),
+    ("weights", "", "released checkpoint (empty: $FCCLIP_WEIGHTS, the weights cache, else a tiny untrained model)"),
     ("device", "auto", "auto, cpu, cuda or cuda:N"),
     ("rate", "1.0", "frames per second of the image stream"),
     ("images", os.path.join(SHARE, "demo_images"), "folder of images to play"),
@@ -38,7 +38,7 @@ def _launch_demo(context):
         notice = LogInfo(msg="NO RELEASED WEIGHTS FOUND: running a tiny UNTRAINED model with random weights. "
                              "Its masks are NOT segmentation results. Pass weights:=<checkpoint> for real ones.")
     else:
-        notice = LogInfo(msg=f"released model {model.model_config} with weights {model.weights}")
+        notice = LogInfo(msg=model.describe())
     segment = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(SHARE, "launch", "segment.launch.py")),
         launch_arguments={

@@ -2,6 +2,7 @@
 that survives a restart, clean exits on SIGTERM and SIGINT."""
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -30,6 +31,7 @@ INVALID = [
     ({"weights": "/nonexistent/weights.pth"}, "checkpoint not found: /nonexistent/weights.pth"),
     ({"model_config": "no_such_model"}, "no_such_model"),
     ({"weights": "''", "model_config": "fixture_tiny"}, "no weights for model 'fixture_tiny'"),
+    ({"weights": ""}, "invalid command-line arguments"),  # `-p weights:=` does not parse
 ]
 
 
@@ -37,6 +39,15 @@ INVALID = [
 def test_invalid_parameters_fail_at_start_with_a_clear_message(reference_root, tmp_path, params, message) -> None:
     node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params=params)
     check_fails_at_start(node, message)
+
+
+def test_released_model_without_weights_names_the_command_that_gets_them(reference_root, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FCCLIP_WEIGHTS"}
+    env["FCCLIP_WEIGHTS_DIR"] = str(tmp_path / "empty_cache")
+    node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", tiny_model=False, env=env,
+                       params={"model_config": "convnext_large"})
+    check_fails_at_start(node, "fcclip-weights download convnext_large")
+    assert "allow_untrained:=true" in node.stderr
 
 
 def test_a_params_file_with_wrong_types_fails_at_start(reference_root, tmp_path) -> None:
