@@ -108,3 +108,12 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     torch.save({"note": "no tensors"}, path)
     with pytest.raises(CheckpointError, match="no tensors"):
         read_state_dict(path)
+
+
+def test_shipped_fixture_config_runs_the_shared_tiny_weights(tiny, reference_root):
+    _, weights, expected = tiny
+    shipped = build_model("fixture_tiny", weights=reference_root / "tiny" / "weights.pth")
+    assert shipped.load_report.ok
+    reference = build_model(tiny[0], weights=weights)
+    for a, b in zip(_outputs(shipped, expected), _outputs(reference, expected)):
+        assert torch.equal(a, b)
