@@ -229,7 +229,7 @@ def run_parity(fixture: ReferenceFixture, out=sys.stdout, device: str = "cpu") -
     except UnsupportedBackboneError as exc:
         print(f"ERROR: cannot build the fixture's model: {exc}", file=out)
         return count_recorded_outputs(fixture)
-    vocabulary = parse_vocabulary(fixture.classes, isthing=fixture.isthing)
+    vocabulary = parse_vocabulary(fixture.classes, isthing=fixture.isthing, allow_duplicate_labels=True)
     embeddings = TextEmbeddingCache(model.clip_model).embed(vocabulary)
     results = check_text(fixture, embeddings, tol)
     classifier = model.text_classifier(embeddings.embeddings, embeddings.synonym_counts, embeddings.seen)
