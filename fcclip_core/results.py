@@ -118,27 +118,26 @@ class RegionStats:
 
 
 def region_stats(id_map: np.ndarray, num_ids: int) -> RegionStats:
-    """Stats of ids 0..num_ids-1 of an integer map in a few passes over the pixels.
+    """Stats of ids 0..num_ids-1 of an integer map from two bincounts over the pixels.
 
-    Uses bincount for areas and coordinate sums and scatter-assigned row/column occupancy
-    for boxes, so the cost does not grow with the number of segments.
+    Per-id row and column histograms give the areas, the centroids (histogram-weighted mean
+    coordinates) and the boxes (first and last occupied row / column), so the cost does not
+    grow with the number of segments.
     """
     id_map = np.asarray(id_map)
-    if id_map.ndim != 2:
-        raise ValueError(f"id map must be [H, W], got shape {id_map.shape}")
-    h, w = id_map.shape
-    flat = id_map.reshape(-1).astype(np.int64, copy=False)
-    if flat.size and (flat.min() < 0 or flat.max() >= num_ids):
+    if id_map.ndim != 2 or not np.issubdtype(id_map.dtype, np.integer):
+        raise ValueError(f"id map must be an integer [H, W] array, got {id_map.dtype} {id_map.shape}")
+    if id_map.size and (id_map.min() < 0 or id_map.max() >= num_ids):
         raise ValueError(f"id map values must lie in [0, {num_ids})")
-    area = np.bincount(flat, minlength=num_ids)
-    ys, xs = np.divmod(np.arange(flat.size, dtype=np.int64), w)
-    sum_x = np.bincount(flat, weights=xs, minlength=num_ids)
-    sum_y = np.bincount(flat, weights=ys, minlength=num_ids)
+    h, w = id_map.shape
+    ids = id_map.astype(np.int64)
+    col_hist = np.bincount((ids * w + np.arange(w)).ravel(), minlength=num_ids * w)
+    col_hist = col_hist.reshape(num_ids, w)
+    row_hist = np.bincount((ids.T * h + np.arange(h)).ravel(), minlength=num_ids * h)
+    row_hist = row_hist.reshape(num_ids, h)
+    area = col_hist.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = np.stack([sum_x / area, sum_y / area], axis=1)
-    rows_any = np.zeros((num_ids, h), dtype=bool)
-    cols_any = np.zeros((num_ids, w), dtype=bool)
-    rows_any[id_map, np.arange(h)[:, None]] = True
-    cols_any[id_map, np.arange(w)[None, :]] = True
-    return RegionStats(area=area, bbox=boxes_from_projections(rows_any, cols_any),
+        centroid = np.stack([col_hist @ np.arange(w, dtype=np.float64) / area,
+                             row_hist @ np.arange(h, dtype=np.float64) / area], axis=1)
+    return RegionStats(area=area, bbox=boxes_from_projections(row_hist > 0, col_hist > 0),
                        centroid=centroid)
