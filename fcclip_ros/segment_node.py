@@ -84,6 +84,7 @@ class SegmentNode(Node):
         self._stats = FrameStats(window=config.stats_window)
         self._worker: InferenceWorker[PendingFrame] = InferenceWorker(self._process, self._stats, self._on_error)
         self._last_snapshot: StatsSnapshot | None = None
+        self._encoding = threading.Event()  # set while a set_vocabulary request runs the text encoder
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._publish_vocabulary_change(self._predictor.vocabulary, self._predictor.vocabulary_version)
@@ -176,6 +177,14 @@ class SegmentNode(Node):
 
     def _on_set_vocabulary(self, request: SetVocabulary.Request,
                            response: SetVocabulary.Response) -> SetVocabulary.Response:
+        self._encoding.set()
+        try:
+            return self._set_vocabulary(request, response)
+        finally:
+            self._encoding.clear()
+
+    def _set_vocabulary(self, request: SetVocabulary.Request,
+                        response: SetVocabulary.Response) -> SetVocabulary.Response:
         response.version = int(self._predictor.vocabulary_version)
         try:
             vocabulary = parse_request(list(request.classes), list(request.stuff), self._limits)
@@ -258,9 +267,19 @@ class SegmentNode(Node):
         """Stop taking frames; True when the worker ended within ``timeout`` (else it is left running)."""
         return self._worker.stop(timeout)
 
+    def wait_for_service_calls(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """True when no set_vocabulary request is running (waiting up to ``timeout`` for one to end)."""
+        deadline = time.monotonic() + timeout
+        while self._encoding.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._encoding.is_set()
 
-class _ShutdownRequested(Exception):
-    """SIGINT/SIGTERM before the node was spinning (while the model loads, for example)."""
+
+class _ShutdownRequested(BaseException):
+    """SIGINT/SIGTERM before the node was spinning (while the model loads, for example).
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way swallows it.
+    """
 
 
 class _SignalLatch:
@@ -295,12 +314,10 @@ def main(args: Sequence[str] | None = None) -> int:
     node: SegmentNode | None = None
     executor: MultiThreadedExecutor | None = None
     spin_thread: threading.Thread | None = None
-    worker_done = True
+    finished = True  # False when a thread is still busy (a frame in the model, a service call)
     try:
         try:
             _init_rclpy(list(sys.argv) if args is None else list(args))
-        except _ShutdownRequested:
-            raise
         except Exception as error:  # noqa: BLE001 - rclpy reports bad --ros-args as a generic RCLError
             print(f"[{NODE_NAME}] invalid command-line arguments ({error}); see `--ros-args --help`",
                   file=sys.stderr, flush=True)
@@ -327,20 +344,32 @@ def main(args: Sequence[str] | None = None) -> int:
     finally:
         latch.spinning = True  # from here on a second signal only sets the flag
         if node is not None:
-            worker_done = node.stop_worker()
+            finished = node.stop_worker()
         if executor is not None:
-            executor.shutdown(timeout_sec=STOP_TIMEOUT_S)
+            finished = _shutdown_executor(executor) and finished
+        if node is not None:
+            # rclpy does not count every running callback as outstanding work; ask the node.
+            finished = node.wait_for_service_calls() and finished
+        if not finished:
+            # A frame is still inside the model or a vocabulary is being encoded: leave now
+            # rather than wait for it (nothing to save; a saved vocabulary file is always complete).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
         if spin_thread is not None:
             spin_thread.join(STOP_TIMEOUT_S)
-    if not worker_done:
-        # A frame is still inside the model: leave without waiting for it (nothing to save).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
     return 0
+
+
+def _shutdown_executor(executor: MultiThreadedExecutor) -> bool:
+    """Stop the executor, waiting at most STOP_TIMEOUT_S for running callbacks; True if they all ended."""
+    try:  # newer rclpy would otherwise wait for its pool threads without a time limit
+        return executor.shutdown(timeout_sec=STOP_TIMEOUT_S, wait_for_threads=False)
+    except TypeError:  # rclpy of Humble: no pool shutdown, no such argument
+        return executor.shutdown(timeout_sec=STOP_TIMEOUT_S)
 
 
 def _spin(executor: MultiThreadedExecutor) -> None:

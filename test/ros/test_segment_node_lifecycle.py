@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
+import numpy as np
 import pytest
 import yaml
 from sensor_msgs.msg import CompressedImage, Image
@@ -13,7 +15,7 @@ from fcclip_ros.conversions import byte_field
 from fcclip_ros.msg import SegmentArray, Vocabulary
 from fcclip_ros.srv import SetVocabulary
 
-from .harness import LATCHED, RELIABLE, NodeProcess, demo_rgb, ros_list, wait_ready
+from .harness import LATCHED, RELIABLE, NodeProcess, demo_rgb, ros_list, stamp_of, wait_ready, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -70,13 +72,41 @@ def check_fails_at_start(node: NodeProcess, message: str) -> None:
     assert "Traceback" not in node.output
 
 
+def test_sigint_while_the_model_loads_exits_cleanly(reference_root, tmp_path) -> None:
+    node = NodeProcess(reference_root, tmp_path, "/fcclip_test_early_stop")
+    try:
+        wait_until(lambda: "loading model" in node.stderr or not node.alive(), TIMEOUT, "the model to start loading")
+        assert node.stop(signal.SIGINT) == 0
+    finally:
+        node.kill()
+    assert "Traceback" not in node.output, node.output
+    assert "ready:" not in node.stderr
+
+
+def test_sigint_while_a_vocabulary_is_encoded_exits_cleanly(reference_root, tmp_path, peer) -> None:
+    namespace = "/fcclip_test_busy_stop"
+    node = NodeProcess(reference_root, tmp_path, namespace, params={"max_classes": "1000"})
+    client = peer.node.create_client(SetVocabulary, f"{node.fqn}/set_vocabulary")
+    try:
+        wait_ready(node, peer.node.create_publisher(Image, f"{namespace}/image", RELIABLE))
+        assert client.wait_for_service(timeout_sec=TIMEOUT)
+        client.call_async(SetVocabulary.Request(classes=[f"object number {i}" for i in range(1000)]))
+        time.sleep(1.0)  # the node is now encoding 1000 classes (seconds on a CPU)
+        assert node.stop(signal.SIGINT) == 0
+    finally:
+        peer.node.destroy_client(client)
+        node.kill()
+    assert "Traceback" not in node.output, node.output
+
+
 def test_compressed_input_state_file_and_clean_exits(reference_root, tmp_path, peer) -> None:
     state_file = tmp_path / "state" / "vocabulary.yaml"
-    params = {"image_transport": "compressed", "vocabulary_state_file": str(state_file)}
+    params = {"image_transport": "compressed", "vocabulary_state_file": str(state_file), "labels_source": "semantic"}
     namespace = "/fcclip_test_lifecycle"
     compressed = peer.node.create_publisher(CompressedImage, f"{namespace}/image/compressed", RELIABLE)
     raw = peer.node.create_publisher(Image, f"{namespace}/image", RELIABLE)
     segments = peer.collect(SegmentArray, f"{namespace}/segment_node/segments")
+    labels = peer.collect(Image, f"{namespace}/segment_node/labels")
     node = NodeProcess(reference_root, tmp_path / "first", namespace, params=params)
     try:
         wait_ready(node, compressed)
@@ -92,6 +122,9 @@ def test_compressed_input_state_file_and_clean_exits(reference_root, tmp_path, p
         result = segments.for_stamp(stamp, TIMEOUT)
         assert result.header.frame_id == "compressed_camera"
         assert (result.height, result.width) == rgb.shape[:2]
+        # labels_source semantic: every pixel gets its best class, none is left unlabelled.
+        dense = np.frombuffer(labels.for_stamp(stamp_of(result), TIMEOUT).data, np.uint16)
+        assert dense.size == result.height * result.width and dense.max() < 7
 
         new_classes, new_stuff = ["bicycle, bike", "road", "tree"], ["road"]
         reply = peer.call(SetVocabulary, f"{node.fqn}/set_vocabulary",
