@@ -318,9 +318,9 @@ def _semantic(mask_cls_logprobs: torch.Tensor, source: _FullResMasks,
         sem = torch.einsum("qc,qhw->chw", cls, source.rows(r0, r1).sigmoid())
         top, best = sem.max(0)  # first maximum on ties, like argmax
         labels[r0:r1] = best.to(torch.int32).cpu().numpy()
-        scores[r0:r1] = top.cpu().numpy()
+        scores[r0:r1] = top.float().cpu().numpy()
         if probs is not None:
-            probs[:, r0:r1] = sem.cpu().numpy()
+            probs[:, r0:r1] = sem.float().cpu().numpy()
     return SemanticResult(labels=labels, scores=scores, probs=probs)
 
 
@@ -508,6 +508,8 @@ class _Instances(_QueryVisitor):
     shared by all its (query, class) pairs. Results are sorted by final score.
     """
 
+    needs_binary = True
+
     def __init__(self, mask_cls_logprobs: torch.Tensor, things: torch.Tensor, topk: int,
                  height: int, width: int) -> None:
         num_classes = mask_cls_logprobs.shape[-1] - 1
@@ -524,18 +526,18 @@ class _Instances(_QueryVisitor):
             self.users[u].append(i)
         n, d = self.query.numel(), self.queries.numel()
         self.masks = np.zeros((n, height, width), dtype=bool)
-        self.mask_score = torch.zeros(d, dtype=cls.dtype)
+        self.mask_score = torch.zeros(d, dtype=torch.float32)
         self.rows_any = np.zeros((d, height), dtype=bool)
         self.cols_any = np.zeros((d, width), dtype=bool)
-
-    needs_binary = True
 
     def visit(self, rows: torch.Tensor, pos: torch.Tensor, binary: torch.Tensor | None,
               sig: torch.Tensor) -> None:
         assert binary is not None
-        # official: (sig * binary.float()).sum / (binary.float().sum + 1e-6), row by row
-        total = (sig * binary).flatten(1).sum(1)
-        count = _count_true(binary).to(sig.dtype)
+        # official: (sig * binary.float()).sum / (binary.float().sum + 1e-6), row by row, in
+        # float32 (the float mask promotes half-precision logits)
+        mask = binary if sig.dtype == torch.float32 else binary.to(torch.float32)
+        total = (sig * mask).flatten(1).sum(1)
+        count = _count_true(binary).to(total.dtype)
         r = rows.to(sig.device)
         self.mask_score[pos] = (total / (count + 1e-6))[r].cpu()
         p = pos.numpy()
@@ -552,10 +554,10 @@ class _Instances(_QueryVisitor):
         _permute_rows_inplace(self.masks, order)
         boxes = boxes_from_projections(self.rows_any, self.cols_any)[self.which.numpy()]
         return InstanceResult(
-            masks=self.masks, scores=scores.numpy().astype(np.float32)[order],
+            masks=self.masks, scores=scores.float().numpy()[order],
             classes=self.label.numpy().astype(np.int64)[order],
             query_indices=self.query.numpy().astype(np.int64)[order], boxes=boxes[order],
-            class_scores=self.class_score.numpy().astype(np.float32)[order])
+            class_scores=self.class_score.float().numpy()[order])
 
 
 def _permute_rows_inplace(rows: np.ndarray, order: np.ndarray) -> None:

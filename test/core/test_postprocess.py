@@ -379,3 +379,22 @@ def test_benchmark_tool_runs(capsys):
     row = lines[-1].replace("|", " ").split()
     assert row[:2] == ["64x96", "3"] and len(row) == 8
     assert all(float(v) >= 0 for v in row[2:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_inputs_follow_the_official_formulas(reference_root, dtype):
+    """Half-precision decoder outputs (GPU autocast) give the official results at that precision."""
+    fx = load_fixture(reference_root, "tiny", 0)
+    logprobs, low = fx["logprobs"].to(dtype), fx["low"].to(dtype)
+    sem, pan, inst = postprocess(logprobs, low, *fx["geometry"], fx["things"], fx["labels"],
+                                 PostprocessConfig(chunk_bytes=TINY_CHUNK))
+    full = mask_logits_to_image(low, *fx["geometry"])
+    ids, segments = reference_panoptic_inference(logprobs, full, fx["things"])
+    np.testing.assert_array_equal(pan.segment_ids, ids.numpy())
+    assert [s.id for s in pan.segments] == [d["id"] for d in segments]
+    ref = reference_instance_inference(logprobs, full, fx["things"])
+    assert_same_instances(
+        instance_dict(inst.query_indices, inst.classes, inst.scores, inst.masks),
+        instance_dict(ref["query_index"], ref["pred_classes"], ref["scores"].float(),
+                      ref["pred_masks"].numpy()), 1e-6, full.float())
+    assert sem.scores.dtype == np.float32 and inst.scores.dtype == np.float32
