@@ -29,6 +29,11 @@ VPY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 STAMPS="$VENV/.fcclip_stamps"
 mkdir -p "$STAMPS"
+# Two set-ups at once (a demo and the tests, say) would rebuild over each other: take turns.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$STAMPS/lock"
+  flock 9
+fi
 
 # Fingerprint of files (contents and names), so a step reruns exactly when its inputs change.
 fingerprint() {
