@@ -74,7 +74,10 @@ class SegmentNode(Node):
         if loaded.untrained:
             self.get_logger().warning(
                 "NO WEIGHTS: running an UNTRAINED model with random weights; its masks are meaningless")
-        self._predictor.set_vocabulary(vocabulary)
+        try:
+            self._predictor.set_vocabulary(vocabulary)
+        except Exception as error:  # noqa: BLE001 - any failure here means the node cannot start
+            raise StartupError(f"could not encode the initial vocabulary ({source}): {error}") from error
 
         vision_msgs = import_vision_msgs()
         if vision_msgs is None and config.publish_detections:
