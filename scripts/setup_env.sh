@@ -63,7 +63,9 @@ if step_needed deps "$deps_print"; then
   echo "$deps_print" > "$STAMPS/deps"
 fi
 
-pkg_print="$(fingerprint setup.py pyproject.toml CMakeLists.txt package.xml msg srv scripts launch config fcclip_core fcclip_ros)"
+# The build settings that change what gets compiled count as inputs too.
+pkg_print="$(fingerprint setup.py pyproject.toml CMakeLists.txt package.xml msg srv scripts launch config \
+  demo_images fcclip_core fcclip_ros)-ops:${FCCLIP_BUILD_OPS:-1}-cuda:${FCCLIP_WITH_CUDA:-auto}-arch:${TORCH_CUDA_ARCH_LIST:-}"
 if step_needed package "$pkg_print"; then
   log "building and installing fcclip_ros (interfaces, native op, Python packages)"
   # setuptools never removes files from its staging folder: clear it so a module deleted from
