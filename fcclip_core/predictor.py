@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fcclip_core.config import ModelConfig
+from fcclip_core.memory import page_out
 from fcclip_core.modeling.build import ConfigLike, build_empty_model, build_model, resolve_config
 from fcclip_core.modeling.classification import TextClassifier
 from fcclip_core.modeling.fcclip import FCCLIP
@@ -129,10 +130,13 @@ class Predictor:
         max_long_side: Optional[int] = None,
         postprocess_config: Optional[PostprocessConfig] = None,
         text_cache: Optional[TextEmbeddingCache] = None,
+        page_out_text_tower: bool = True,
     ) -> None:
         """``input_short_side``: short side of the network input (None: the config's test size,
         800 for the released model; 0: the image's native size). ``max_long_side`` caps the long
-        side (None: the config's, 1333)."""
+        side (None: the config's, 1333). ``page_out_text_tower``: after encoding new class names,
+        let the kernel evict the text tower's weights from memory (see ``fcclip_core.memory``;
+        effective when the weights were loaded memory-mapped from a file)."""
         self.model = model.eval()
         cfg = model.config
         input_cfg = cfg.input
@@ -153,6 +157,7 @@ class Predictor:
         )
         self.device = next(model.parameters()).device
         self.text_cache = text_cache or TextEmbeddingCache(model.clip_model, device=self.device)
+        self.page_out_text_tower = page_out_text_tower
         self._active: Optional[_ActiveVocabulary] = None
         self._version_lock = threading.Lock()
         self._default_lock = threading.Lock()
@@ -211,7 +216,10 @@ class Predictor:
         if not isinstance(vocabulary, Vocabulary):
             vocabulary = parse_vocabulary(list(vocabulary), stuff=stuff)
         start = time.perf_counter()
+        encoded_before = self.text_cache.stats.names_encoded
         embedded = self.text_cache.embed(vocabulary)
+        if self.page_out_text_tower and self.text_cache.stats.names_encoded != encoded_before:
+            page_out(self.text_cache.tower_tensors())
         classifier = self.model.text_classifier(embedded.embeddings.to(self.device), embedded.synonym_counts,
                                                 embedded.seen.to(self.device))
         return PreparedVocabulary(vocabulary, classifier, time.perf_counter() - start)

@@ -362,6 +362,10 @@ class TextEmbeddingCache:
         with self._lock:
             return replace(self._counts, cached_names=len(self._rows))
 
+    def tower_tensors(self) -> list[torch.Tensor]:
+        """The text tower's weights (e.g. to page them out while no encoding is needed)."""
+        return self.encoder.tower.weights()
+
     def clear(self) -> None:
         """Forget every cached row (e.g. to free memory); the counters stay."""
         with self._lock:

@@ -3,10 +3,11 @@
     python -m fcclip_core.tools.bench [--sizes 320 640] [--runs 5] [--threads 2]
 
 The ConvNeXt-L model gets deterministic generated weights (the official reference's
-``large/gen_weights.py`` when the reference data is present, a seeded random init otherwise):
-cost does not depend on the weight values. Every image size runs in a fresh process, so peak
-RSS (VmHWM: weight generation, model build and inference, as in the official measurement) is
-per size. Printed per size: median stage times (backbone, pixel decoder, transformer decoder,
+``large/gen_weights.py`` when the reference data is present, a seeded random init otherwise;
+cost does not depend on the weight values), written once to a file in ``--work-dir`` and loaded
+from it memory-mapped, as the product loads released weights. Every image size runs in a fresh
+process, so peak RSS (VmHWM of the whole process: imports, model build, vocabulary encoding and
+inference) is per size. Printed per size: median stage times (backbone, pixel decoder, transformer decoder,
 out-of-vocabulary branch with the ensemble, post-processing), end-to-end median of the runs
 (text already encoded), and peak RSS; then the text-encoding cost of a new and of an
 already-seen vocabulary, for a 10-class and the 133-class COCO vocabulary.
@@ -119,30 +120,48 @@ class StageClock:
         head.predictor.forward = self.wrap("decoder", head.predictor.forward)
 
 
-def build_predictor(threads: int):
+def weights_file(work_dir: Path) -> tuple[Path, str]:
+    """The generated ConvNeXt-L weights as a file (written once, then reused), and their origin.
+
+    The product loads weights from a file, memory-mapped (``fcclip-weights``); so does the
+    benchmark, so that it measures what a user runs.
+    """
+    path = work_dir / "convnext_large_seed0.safetensors"
+    origin_file = path.with_suffix(".origin")
+    if not path.is_file():
+        import torch
+        from safetensors.torch import save_file
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        weights = generated_state_dict()
+        origin = "official gen_weights.py, seed 0"
+        if weights is None:
+            from fcclip_core.modeling.build import build_model
+
+            torch.manual_seed(0)
+            weights = build_model("convnext_large").state_dict()
+            origin = "seeded random init"
+        partial = path.with_suffix(".part")
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(partial))
+        partial.rename(path)
+        origin_file.write_text(origin)
+    return path, origin_file.read_text() if origin_file.is_file() else "generated"
+
+
+def build_predictor(threads: int, weights: Path):
     import torch
 
     torch.set_num_threads(threads)
-    from fcclip_core.modeling.build import build_model
     from fcclip_core.predictor import Predictor
 
     start = time.perf_counter()
-    weights = generated_state_dict()
-    generated = time.perf_counter() - start
-    if weights is None:
-        torch.manual_seed(0)
-        model = build_model("convnext_large")
-        source = "seeded random init"
-    else:
-        model = build_model("convnext_large", weights)
-        source = "official gen_weights.py, seed 0"
-    del weights
     # The inputs are already at the size under test (the official run used MIN_SIZE_TEST = size).
-    return Predictor(model, input_short_side=0), {"weights": source, "generate_s": generated, "build_s": time.perf_counter() - start - generated}
+    predictor = Predictor.from_config("convnext_large", weights, device="cpu", input_short_side=0)
+    return predictor, {"build_s": time.perf_counter() - start}
 
 
-def run_size(size: int, runs: int, threads: int) -> dict:
-    predictor, info = build_predictor(threads)
+def run_size(size: int, runs: int, threads: int, weights: Path) -> dict:
+    predictor, info = build_predictor(threads, weights)
     predictor.set_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)
     image = test_image(size)
     clock = StageClock()
@@ -165,11 +184,11 @@ def run_size(size: int, runs: int, threads: int) -> dict:
             "instances": len(result.instances), **info}
 
 
-def run_text(threads: int) -> dict:
+def run_text(threads: int, weights: Path) -> dict:
     """Text-encoding cost of new and cached vocabularies with the ConvNeXt-L text tower."""
     from fcclip_core.vocabulary import coco_panoptic_vocabulary, parse_vocabulary
 
-    predictor, _ = build_predictor(threads)
+    predictor, _ = build_predictor(threads, weights)
     out = {}
     for name, vocabulary in (("10 classes", parse_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)),
                              ("COCO 133 classes", coco_panoptic_vocabulary())):
@@ -198,14 +217,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-text", action="store_true", help="do not measure text encoding")
+    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "fcclip_ros" / "bench",
+                        help="where the generated weights file is kept between runs (1.5 GB)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--text", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        result = run_text(args.threads) if args.text else run_size(args.sizes[0], args.runs, args.threads)
+        weights, _ = weights_file(args.work_dir)
+        result = (run_text(args.threads, weights) if args.text
+                  else run_size(args.sizes[0], args.runs, args.threads, weights))
         print(json.dumps(result))
         return 0
+
+    _, origin = weights_file(args.work_dir)
+    common = ["--threads", str(args.threads), "--work-dir", str(args.work_dir)]
 
     from fcclip_core.ops import active_backend
 
@@ -214,15 +240,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"{'size':>9} " + " ".join(f"{n:>17}" for n in stage_names) + f" {'end-to-end':>11} {'official':>9}"
           f" {'peak RSS':>10}")
     for size in args.sizes:
-        r = _worker(["--sizes", str(size), "--runs", str(args.runs), "--threads", str(args.threads)])
+        r = _worker(["--sizes", str(size), "--runs", str(args.runs), *common])
         m = r["median_s"]
         official = f"{OFFICIAL[size]:.2f} s" if size in OFFICIAL else "-"
         print(f"{size}x{size:<5} " + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
               + f" {m['total']:>9.2f} s {official:>9} {r['peak_rss_mib']:>6.0f} MiB")
-        print(f"{'':>9} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {r['weights']}"
-              f" (build {r['build_s']:.1f} s); {r['segments']} segments, {r['instances']} instances")
+        print(f"{'':>9} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {origin}, loaded "
+              f"memory-mapped (build {r['build_s']:.1f} s); {r['segments']} segments, {r['instances']} instances")
     if not args.skip_text:
-        text = _worker(["--text", "--threads", str(args.threads)])
+        text = _worker(["--text", *common])
         print("text encoding (ConvNeXt-L text tower, 16 layers):")
         for name, t in text.items():
             print(f"  {name:<17} {t['prompts']:>5} prompts: new {t['new_s']:7.2f} s, already seen {1000 * t['cached_s']:7.2f} ms")
