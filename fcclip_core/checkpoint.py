@@ -89,37 +89,17 @@ def summarize_keys(keys: List[str], limit: int = 12) -> str:
 
 def read_state_dict(source: CheckpointSource) -> Dict[str, torch.Tensor]:
     """Tensors of a checkpoint file (``.pth``/``.pt``/``.bin`` via ``torch.load(weights_only=True)``,
-    or ``.safetensors``) or of a state dict; unwraps ``{"model": ...}`` / ``{"state_dict": ...}``."""
-    if isinstance(source, Mapping):
-        data = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint file not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    or ``.safetensors``; memory-mapped where the format allows) or of a state dict; unwraps
+    ``{"model": ...}`` / ``{"state_dict": ...}`` and a ``module.`` prefix."""
+    from fcclip_core.weights.errors import WeightsFileError
+    from fcclip_core.weights.files import read_tensors, unwrap_tensors
 
-            data = load_file(str(path))
-        else:
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:
-                # files written with the legacy (non-zip) serialisation cannot be memory-mapped
-                data = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # pickle errors: not a weights-only checkpoint
-                raise CheckpointError(f"{path}: not a loadable weights file ({exc})") from exc
-    for wrapper in ("model", "state_dict"):
-        if isinstance(data, Mapping) and wrapper in data and isinstance(data[wrapper], Mapping):
-            data = data[wrapper]
-            break
-    if not isinstance(data, Mapping):
-        raise CheckpointError(f"checkpoint holds a {type(data).__name__}, not a state dict")
-    tensors = {k: v for k, v in data.items() if torch.is_tensor(v)}
-    if not tensors:
-        raise CheckpointError("checkpoint holds no tensors")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
+    try:
+        if isinstance(source, Mapping):
+            return unwrap_tensors(source, "state dict")
+        return read_tensors(Path(source))
+    except WeightsFileError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def read_clip_pretrained(source: CheckpointSource) -> Dict[str, torch.Tensor]:

@@ -84,10 +84,11 @@ def read_tensors(path: Path) -> Tensors:
                                f"(weights_only=True): {reason}") from None
         raise _error(path, f"truncated or corrupt {kind} file ({type(exc).__name__}: {reason}); delete it "
                            "and fetch it again") from None
-    return _unwrap(path, data)
+    return unwrap_tensors(data, path)
 
 
-def _unwrap(path: Path, data: Any) -> Tensors:
+def unwrap_tensors(data: Any, path: Path | str) -> Tensors:
+    """The tensors of a loaded checkpoint object (``path`` names it in errors)."""
     import torch
 
     for wrapper in ("model", "state_dict"):
