@@ -300,13 +300,36 @@ def model_config_from_reference(fixture_dir: str | Path) -> ModelConfig:
         return _config_from_fixture_json(json.loads(own.read_text(encoding="utf-8")), fixture_dir.name)
     for folder in (fixture_dir, fixture_dir.parent):
         candidates = sorted(folder.glob("config_*.json"))
+        if len(candidates) > 1:
+            candidates = _configs_named_by(fixture_dir.name, candidates)
         if len(candidates) == 1:
-            data = json.loads(candidates[0].read_text(encoding="utf-8"))
-            return _config_from_released_json(data, candidates[0].stem)
+            return released_model_config(candidates[0])
         if len(candidates) > 1:
             raise ConfigError(f"{folder}: several config_*.json files ({[c.name for c in candidates]}); "
                               "cannot tell which describes the fixture")
     raise ConfigError(f"{fixture_dir}: no config.json and no config_*.json here or in the parent directory")
+
+
+def released_model_config(path: str | Path) -> ModelConfig:
+    """A released model's effective-config file (``config_convnext_large.json``, ``config_RN50.json``)."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "model" in data:
+        return _config_from_released_json(data, path.stem)
+    if "detectron2_cfg_yaml" in data:
+        return _config_from_cfg_dump(data, path.stem)
+    raise ConfigError(f"{path}: neither a 'model' section nor a detectron2 cfg dump")
+
+
+def _configs_named_by(folder_name: str, candidates: list[Path]) -> list[Path]:
+    """The config files whose model name the fixture folder's name contains (longest name wins:
+    ``large_RN50x4`` -> ``config_RN50x4.json``, not ``config_RN50.json``)."""
+    lowered = folder_name.lower()
+    named = [c for c in candidates if c.stem[len("config_"):].lower() in lowered]
+    if not named:
+        return candidates
+    longest = max(len(c.stem) for c in named)
+    return [c for c in named if len(c.stem) == longest]
 
 
 def _strip_parenthetical(mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -449,23 +472,81 @@ def _config_from_released_json(data: Mapping[str, Any], label: str) -> ModelConf
             "pre_norm": mf["PRE_NORM"],
             "enforce_input_proj": mf["ENFORCE_INPUT_PROJ"],
         },
-        "inference": {
-            "ensemble_alpha": model["GEOMETRIC_ENSEMBLE_ALPHA"],
-            "ensemble_beta": model["GEOMETRIC_ENSEMBLE_BETA"],
-            "ensemble_on_valid_mask": model["ENSEMBLE_ON_VALID_MASK"],
-            "object_mask_threshold": test["OBJECT_MASK_THRESHOLD"],
-            "overlap_threshold": test["OVERLAP_THRESHOLD"],
-            "detections_per_image": test["TEST_DETECTIONS_PER_IMAGE"],
-            "semantic_on": test["SEMANTIC_ON"],
-            "panoptic_on": test["PANOPTIC_ON"],
-            "instance_on": test["INSTANCE_ON"],
+        "inference": _official_inference(model, test, test["TEST_DETECTIONS_PER_IMAGE"]),
+        "input": _official_input(model, inp, inp.get("SIZE_DIVISIBILITY", mf["SIZE_DIVISIBILITY"])),
+    })
+
+
+def _official_inference(ensemble: Mapping[str, Any], test: Mapping[str, Any], detections: int) -> dict[str, Any]:
+    """The inference section from official cfg names (``MODEL.FC_CLIP`` and ``MASK_FORMER.TEST``)."""
+    return {
+        "ensemble_alpha": ensemble["GEOMETRIC_ENSEMBLE_ALPHA"],
+        "ensemble_beta": ensemble["GEOMETRIC_ENSEMBLE_BETA"],
+        "ensemble_on_valid_mask": ensemble["ENSEMBLE_ON_VALID_MASK"],
+        "object_mask_threshold": test["OBJECT_MASK_THRESHOLD"],
+        "overlap_threshold": test["OVERLAP_THRESHOLD"],
+        "detections_per_image": detections,
+        "semantic_on": test["SEMANTIC_ON"],
+        "panoptic_on": test["PANOPTIC_ON"],
+        "instance_on": test["INSTANCE_ON"],
+    }
+
+
+def _official_input(model: Mapping[str, Any], inp: Mapping[str, Any], size_divisibility: int) -> dict[str, Any]:
+    """The input section from official cfg names (``MODEL.PIXEL_*`` and ``INPUT``)."""
+    return {
+        "format": inp["FORMAT"],
+        "pixel_mean": model["PIXEL_MEAN"],
+        "pixel_std": model["PIXEL_STD"],
+        "size_divisibility": size_divisibility,
+        "min_size_test": inp["MIN_SIZE_TEST"],
+        "max_size_test": inp["MAX_SIZE_TEST"],
+    }
+
+
+def _config_from_cfg_dump(data: Mapping[str, Any], label: str) -> ModelConfig:
+    """An effective-config file that carries the whole detectron2 cfg (``config_RN50.json``).
+
+    The open_clip model config is the JSON one; the "openai" CLIP weights are built by open_clip
+    with QuickGELU, so a model that loads them (and did not run on random weights) gets it too.
+    """
+    try:
+        cfg = yaml.safe_load(data["detectron2_cfg_yaml"])
+        model = cfg["MODEL"]
+        fc, head, mf = model["FC_CLIP"], model["SEM_SEG_HEAD"], model["MASK_FORMER"]
+        test, inp = mf["TEST"], cfg["INPUT"]
+        oc_name = str(data.get("CLIP_MODEL_NAME", fc["CLIP_MODEL_NAME"]))
+        oc_cfg = copy.deepcopy(data["open_clip_model_config"])
+    except (KeyError, TypeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{label}: the cfg dump lacks {exc}") from None
+    tag = data.get("CLIP_PRETRAINED_WEIGHTS_official", fc.get("CLIP_PRETRAINED_WEIGHTS")) or None
+    used = str(data.get("CLIP_PRETRAINED_WEIGHTS_used_here", tag or ""))
+    ran_on_openai_weights = tag == "openai" and "random" not in used
+    oc_cfg.setdefault("quick_gelu", ran_on_openai_weights)
+    return _model_config_from_dict({
+        "name": f"reference_{label}",
+        "backbone": _reference_backbone(oc_name, oc_cfg, tag, None),
+        "pixel_decoder": {
+            "conv_dim": head["CONVS_DIM"],
+            "mask_dim": head["MASK_DIM"],
+            "in_features": head["IN_FEATURES"],
+            "transformer_in_features": head["DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES"],
+            "norm": head["NORM"],
+            "common_stride": head["COMMON_STRIDE"],
+            "encoder_layers": head["TRANSFORMER_ENC_LAYERS"],
+            "encoder_heads": mf["NHEADS"],  # the official pixel decoder takes MASK_FORMER.NHEADS
+            "encoder_ffn_dim": 1024,  # hard-coded there
+            "encoder_points": head["DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS"],
         },
-        "input": {
-            "format": inp["FORMAT"],
-            "pixel_mean": model["PIXEL_MEAN"],
-            "pixel_std": model["PIXEL_STD"],
-            "size_divisibility": inp.get("SIZE_DIVISIBILITY", mf["SIZE_DIVISIBILITY"]),
-            "min_size_test": inp["MIN_SIZE_TEST"],
-            "max_size_test": inp["MAX_SIZE_TEST"],
+        "decoder": {
+            "hidden_dim": mf["HIDDEN_DIM"],
+            "num_queries": mf["NUM_OBJECT_QUERIES"],
+            "heads": mf["NHEADS"],
+            "ffn_dim": mf["DIM_FEEDFORWARD"],
+            "num_layers": int(mf["DEC_LAYERS"]) - 1,
+            "pre_norm": mf["PRE_NORM"],
+            "enforce_input_proj": mf["ENFORCE_INPUT_PROJ"],
         },
+        "inference": _official_inference(fc, test, cfg.get("TEST", {}).get("DETECTIONS_PER_IMAGE", 100)),
+        "input": _official_input(model, inp, mf["SIZE_DIVISIBILITY"]),
     })

@@ -153,7 +153,11 @@ class FCCLIP(nn.Module):
             inter["pooled_clip_embedding"] = region_embeddings
             inter["out_vocab_logits_with_void"] = out_vocab_logits
             if valid is not None:
-                inter["valid_masking"] = valid.to(mask_for_pooling.dtype).unsqueeze(-1)
+                weight = valid.to(mask_for_pooling.dtype).unsqueeze(-1)  # [B, Q, 1]
+                inter["valid_masking"] = weight
+                per_class = weight.expand(-1, -1, classifier.num_classes)
+                inter["ensemble_alpha"] = inf.ensemble_alpha * per_class
+                inter["ensemble_beta"] = inf.ensemble_beta * per_class
             inter["in_vocab_probs"] = ensemble.in_vocab_probs
             inter["out_vocab_probs"] = ensemble.out_vocab_probs
             inter["ensemble_cls_results"] = ensemble.ensemble_logits

@@ -13,6 +13,7 @@ from fcclip_core.config import (
     dump_model_config,
     load_model_config,
     model_config_from_reference,
+    released_model_config,
 )
 
 
@@ -57,6 +58,34 @@ def test_resnet_fixture_config_is_read_as_a_resnet_backbone(reference_root):
     cfg = model_config_from_reference(reference_root / "rn_tiny")
     assert cfg.backbone.type == "resnet"
     assert cfg.inference.ensemble_on_valid_mask is True
+    assert _architecture(load_model_config("fixture_rn_tiny")) == _architecture(cfg)
+
+
+@pytest.mark.parametrize("name", ["RN50", "RN101", "RN50x4", "RN50x16", "RN50x64"])
+def test_resnet_configs_match_the_official_effective_configs(reference_root, name):
+    ours = load_model_config(name.lower())
+    official = released_model_config(reference_root / "rn" / f"config_{name}.json")
+    assert ours.backbone.type == official.backbone.type == "resnet"
+    assert ours.backbone.pretrained_tag == official.backbone.pretrained_tag == "openai"
+    # the released weights are open_clip's "openai" ones, which it builds with QuickGELU; the official
+    # effective config was measured on random weights (plain GELU), the only difference allowed
+    assert ours.backbone.open_clip_config["quick_gelu"] is True
+    assert official.backbone.open_clip_config["quick_gelu"] is False
+    mine, theirs = _architecture(ours), _architecture(official)
+    for arch in (mine, theirs):
+        arch["backbone"]["open_clip_config"].pop("quick_gelu")
+    assert mine == theirs
+    assert ours.inference.ensemble_on_valid_mask is True and ours.embed_dim == official.embed_dim
+
+
+def test_a_folder_of_several_released_configs_is_resolved_by_the_fixture_name(reference_root, tmp_path):
+    for name in ("RN50", "RN50x4"):
+        (tmp_path / f"config_{name}.json").symlink_to(reference_root / "rn" / f"config_{name}.json")
+    (tmp_path / "large_RN50x4").mkdir()
+    (tmp_path / "other").mkdir()
+    assert model_config_from_reference(tmp_path / "large_RN50x4").backbone.open_clip_name == "RN50x4"
+    with pytest.raises(ConfigError, match="several config_"):
+        model_config_from_reference(tmp_path / "other")
 
 
 def test_yaml_round_trip(tmp_path):

@@ -42,6 +42,23 @@ def test_panoptic_matches_the_official_fixture(tiny):
         assert len(result.instances) == len(image_expected["instances"]["scores"])
 
 
+def test_resnet_model_reproduces_the_official_resnet_fixture(reference_root):
+    folder = reference_root / "rn_tiny"
+    vocab = json.loads((folder / "vocab.json").read_text())
+    stuff = [i for i, flag in enumerate(vocab["isthing"]) if not flag]
+    predictor = Predictor.from_config("fixture_rn_tiny", folder / "weights.pth", device="cpu", input_short_side=128)
+    predictor.set_vocabulary(vocab["stuff_classes"], stuff=stuff)
+    inputs = np.load(folder / "inputs.npz")
+    expected = torch.load(folder / "expected.pt", weights_only=False)
+    for i, image_expected in enumerate(expected["images"]):
+        result = predictor.predict(inputs[f"image{i}_orig_rgb"])
+        assert np.array_equal(result.panoptic.segment_ids, image_expected["panoptic_seg"].numpy())
+        assert [(s.id, s.isthing, s.category_id) for s in result.panoptic.segments] == [
+            (s["id"], s["isthing"], s["category_id"]) for s in image_expected["segments_info"]]
+        assert np.array_equal(result.semantic.labels, image_expected["sem_seg"].argmax(0).numpy())
+        assert len(result.instances) == len(image_expected["instances"]["scores"])
+
+
 def test_results_are_consistent_and_at_input_resolution(tiny):
     predictor, _, _ = tiny
     rng = np.random.default_rng(3)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,6 +47,24 @@ def test_segments_an_image_and_a_video(reference_root, tmp_path):
         assert segment["label"] == doc["vocabulary"][segment["category_id"]]["label"]
     assert (out / "clip_f000000_segments.json").is_file() and (out / "clip_f000002_segments.json").is_file()
     assert not (out / "clip_f000001_segments.json").exists()
+
+
+def test_a_resnet_model_is_chosen_by_its_config_name(reference_root, tmp_path):
+    folder = reference_root / "rn_tiny"
+    image = tmp_path / "chelsea.png"
+    cv2.imwrite(str(image), np.load(folder / "inputs.npz")["image0_orig_rgb"][:, :, ::-1])
+    vocab = json.loads((folder / "vocab.json").read_text())
+    stuff = [c.split(",")[0] for c, thing in zip(vocab["stuff_classes"], vocab["isthing"]) if not thing]
+    done = run_cli(str(image), "-o", str(tmp_path / "out"), "--model-config", "fixture_rn_tiny",
+                   "--weights", str(folder / "weights.pth"), "--short-side", "128",
+                   "--vocabulary", *vocab["stuff_classes"], "--stuff", *stuff)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "out" / "chelsea_segments.json").read_text())
+    expected = torch.load(folder / "expected.pt", weights_only=False)["images"][0]
+    assert [(s["id"], s["category_id"], s["label"]) for s in doc["segments"]] == [
+        (s["id"], s["category_id"], "dog") for s in expected["segments_info"]]
+    ids = cv2.imread(str(tmp_path / "out" / "chelsea_panoptic.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(ids, expected["panoptic_seg"].numpy())
 
 
 def test_clear_errors(tmp_path):

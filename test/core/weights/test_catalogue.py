@@ -87,3 +87,19 @@ def test_a_model_config_name_finds_its_weights(weights_env):
 def test_unknown_model_lists_the_known_ones(shipped):
     with pytest.raises(CatalogueError, match="unknown model 'rn18'; known models: convnext_large, rn50"):
         shipped.get("rn18")
+
+
+def test_every_released_model_has_a_config_that_agrees_with_its_clip_weights(shipped):
+    from fcclip_core.config import load_model_config
+
+    for name in RELEASED:
+        entry = shipped.get(name)
+        assert entry.config_available, name
+        backbone = load_model_config(entry.config).backbone
+        assert (backbone.open_clip_name, backbone.pretrained_tag) == (entry.clip.open_clip_name,
+                                                                       entry.clip.pretrained_tag), name
+        expected_type = "convnext" if name == "convnext_large" else "resnet"
+        assert backbone.type == expected_type
+        if expected_type == "resnet":  # open_clip builds the "openai" weights with QuickGELU
+            assert open_clip.get_pretrained_cfg(entry.clip.open_clip_name, "openai").get("quick_gelu") is True
+            assert backbone.open_clip_config["quick_gelu"] is True
