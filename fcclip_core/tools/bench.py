@@ -1,18 +1,19 @@
-"""End-to-end benchmark of the released FC-CLIP architecture (ConvNeXt-L) on this machine.
+"""End-to-end benchmark of the released FC-CLIP models on this machine.
 
-    python -m fcclip_core.tools.bench [--sizes 320 640] [--runs 5] [--threads 2]
+    python -m fcclip_core.tools.bench [--models convnext_large rn50] [--sizes 320 640] [--runs 5] [--threads 2]
 
-The ConvNeXt-L model gets deterministic generated weights (the official reference's
+Each model gets deterministic generated weights (for ConvNeXt-L the official reference's
 ``large/gen_weights.py`` when the reference data is present, a seeded random init otherwise;
 cost does not depend on the weight values), written once to a file in ``--work-dir`` and loaded
-from it memory-mapped, as the product loads released weights. Every image size runs in a fresh
-process, so peak RSS (VmHWM of the whole process: imports, model build, vocabulary encoding and
-inference) is per size. Printed per size: median stage times (backbone, pixel decoder, transformer decoder,
-out-of-vocabulary branch with the ensemble, post-processing), end-to-end median of the runs
-(text already encoded), and peak RSS; then the text-encoding cost of a new and of an
-already-seen vocabulary, for a 10-class and the 133-class COCO vocabulary.
-Official implementation on the same kind of machine (reference/large/timing.json): 2.96 s at
-320x320, 12.4 s at 640x640, peak RSS 3.9-4.9 GB; ~50 s to encode the 10-class vocabulary.
+from it memory-mapped, as the product loads released weights. Every model and image size runs
+in a fresh process, so peak RSS (VmHWM of the whole process: imports, model build, vocabulary
+encoding and inference) is per model and size. Printed per model and size: median stage times
+(backbone, pixel decoder, transformer decoder, out-of-vocabulary branch with the ensemble,
+post-processing), end-to-end median of the runs (text already encoded), and peak RSS; then the
+text-encoding cost of a new and of an already-seen vocabulary, for a 10-class and the 133-class
+COCO vocabulary. The official implementation on the same kind of machine (reference
+timing.json files): ConvNeXt-L 2.96 s at 320x320 and 12.4 s at 640x640, peak RSS 3.9-4.9 GB;
+RN50 1.72-2.04 s and 10.3-11.4 s, 1.8 / 3.4 GB.
 """
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ TEN_CLASSES = ["cat,cats,kitty", "person,people,human", "dog,dogs,puppy", "sky,c
                "red panda,lesser panda", "teapot,kettle", "zebra crossing,crosswalk", "laptop computer, laptop",
                "coral reef"]
 TEN_CLASSES_STUFF = ["sky", "grass", "zebra crossing", "coral reef"]
-OFFICIAL = {320: 2.96, 640: 12.4}
+# Official end-to-end seconds and peak RSS per model and size (reference timing.json, same machine type).
+OFFICIAL = {
+    "convnext_large": {320: ("2.96 s", "3.9 GB"), 640: ("12.4 s", "4.7-4.9 GB")},
+    "rn50": {320: ("1.72-2.04 s", "1.8 GB"), 640: ("10.3-11.4 s", "3.4 GB")},
+}
 
 
 def reference_dir() -> Path:
@@ -67,8 +72,10 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def generated_state_dict():
-    """ConvNeXt-L weights from the official generator, or None when the reference is absent."""
+def generated_state_dict(model: str):
+    """ConvNeXt-L weights from the official generator, or None (other models, reference absent)."""
+    if model != "convnext_large":
+        return None
     large = reference_dir() / "large"
     script, manifest = large / "gen_weights.py", reference_dir() / "manifest_convnext_large.json"
     if not (script.is_file() and manifest.is_file()):
@@ -120,26 +127,26 @@ class StageClock:
         head.predictor.forward = self.wrap("decoder", head.predictor.forward)
 
 
-def weights_file(work_dir: Path) -> tuple[Path, str]:
-    """The generated ConvNeXt-L weights as a file (written once, then reused), and their origin.
+def weights_file(work_dir: Path, model: str) -> tuple[Path, str]:
+    """The model's generated weights as a file (written once, then reused), and their origin.
 
     The product loads weights from a file, memory-mapped (``fcclip-weights``); so does the
     benchmark, so that it measures what a user runs.
     """
-    path = work_dir / "convnext_large_seed0.safetensors"
+    path = work_dir / f"{model}_seed0.safetensors"
     origin_file = path.with_suffix(".origin")
     if not path.is_file():
         import torch
         from safetensors.torch import save_file
 
         work_dir.mkdir(parents=True, exist_ok=True)
-        weights = generated_state_dict()
+        weights = generated_state_dict(model)
         origin = "official gen_weights.py, seed 0"
         if weights is None:
             from fcclip_core.modeling.build import build_model
 
             torch.manual_seed(0)
-            weights = build_model("convnext_large").state_dict()
+            weights = build_model(model).state_dict()
             origin = "seeded random init"
         partial = path.with_suffix(".part")
         save_file({k: v.contiguous() for k, v in weights.items()}, str(partial))
@@ -148,7 +155,7 @@ def weights_file(work_dir: Path) -> tuple[Path, str]:
     return path, origin_file.read_text() if origin_file.is_file() else "generated"
 
 
-def build_predictor(threads: int, weights: Path):
+def build_predictor(model: str, threads: int, weights: Path):
     import torch
 
     torch.set_num_threads(threads)
@@ -156,12 +163,12 @@ def build_predictor(threads: int, weights: Path):
 
     start = time.perf_counter()
     # The inputs are already at the size under test (the official run used MIN_SIZE_TEST = size).
-    predictor = Predictor.from_config("convnext_large", weights, device="cpu", input_short_side=0)
+    predictor = Predictor.from_config(model, weights, device="cpu", input_short_side=0)
     return predictor, {"build_s": time.perf_counter() - start}
 
 
-def run_size(size: int, runs: int, threads: int, weights: Path) -> dict:
-    predictor, info = build_predictor(threads, weights)
+def run_size(model: str, size: int, runs: int, threads: int, weights: Path) -> dict:
+    predictor, info = build_predictor(model, threads, weights)
     predictor.set_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)
     image = test_image(size)
     clock = StageClock()
@@ -184,11 +191,11 @@ def run_size(size: int, runs: int, threads: int, weights: Path) -> dict:
             "instances": len(result.instances), **info}
 
 
-def run_text(threads: int, weights: Path) -> dict:
-    """Text-encoding cost of new and cached vocabularies with the ConvNeXt-L text tower."""
+def run_text(model: str, threads: int, weights: Path) -> dict:
+    """Text-encoding cost of new and cached vocabularies with the model's text tower."""
     from fcclip_core.vocabulary import coco_panoptic_vocabulary, parse_vocabulary
 
-    predictor, _ = build_predictor(threads, weights)
+    predictor, _ = build_predictor(model, threads, weights)
     out = {}
     for name, vocabulary in (("10 classes", parse_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)),
                              ("COCO 133 classes", coco_panoptic_vocabulary())):
@@ -213,45 +220,58 @@ def _worker(argv: list[str]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["convnext_large", "rn50"],
+                        help="shipped model configs to measure (default: convnext_large rn50)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-text", action="store_true", help="do not measure text encoding")
     parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "fcclip_ros" / "bench",
-                        help="where the generated weights file is kept between runs (1.5 GB)")
+                        help="where the generated weights files are kept between runs (0.5-2.6 GB per model)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--text", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    from fcclip_core.config import available_model_configs
+
+    unknown = sorted(set(args.models) - set(available_model_configs()))
+    if unknown:
+        parser.error(f"unknown model config(s) {unknown}; shipped: {available_model_configs()}")
     if args.worker:
-        weights, _ = weights_file(args.work_dir)
-        result = (run_text(args.threads, weights) if args.text
-                  else run_size(args.sizes[0], args.runs, args.threads, weights))
+        model = args.models[0]
+        weights, _ = weights_file(args.work_dir, model)
+        result = (run_text(model, args.threads, weights) if args.text
+                  else run_size(model, args.sizes[0], args.runs, args.threads, weights))
         print(json.dumps(result))
         return 0
 
-    _, origin = weights_file(args.work_dir)
-    common = ["--threads", str(args.threads), "--work-dir", str(args.work_dir)]
-
     from fcclip_core.ops import active_backend
 
-    print(f"FC-CLIP ConvNeXt-L, {args.threads} threads, deformable attention: {active_backend('cpu')}")
+    print(f"FC-CLIP end to end, {args.threads} threads, deformable attention: {active_backend('cpu')}")
     stage_names = ["preprocess", "backbone", "pixel_decoder", "decoder", "out_of_vocabulary", "postprocess"]
-    print(f"{'size':>9} " + " ".join(f"{n:>17}" for n in stage_names) + f" {'end-to-end':>11} {'official':>9}"
-          f" {'peak RSS':>10}")
-    for size in args.sizes:
-        r = _worker(["--sizes", str(size), "--runs", str(args.runs), *common])
-        m = r["median_s"]
-        official = f"{OFFICIAL[size]:.2f} s" if size in OFFICIAL else "-"
-        print(f"{size}x{size:<5} " + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
-              + f" {m['total']:>9.2f} s {official:>9} {r['peak_rss_mib']:>6.0f} MiB")
-        print(f"{'':>9} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {origin}, loaded "
-              f"memory-mapped (build {r['build_s']:.1f} s); {r['segments']} segments, {r['instances']} instances")
-    if not args.skip_text:
-        text = _worker(["--text", *common])
-        print("text encoding (ConvNeXt-L text tower, 16 layers):")
+    print(f"{'model':<15} {'size':>9} " + " ".join(f"{n:>17}" for n in stage_names)
+          + f" {'end-to-end':>11} {'peak RSS':>10}   official (time, peak RSS)")
+    texts = {}
+    for model in args.models:
+        _, origin = weights_file(args.work_dir, model)
+        common = ["--models", model, "--threads", str(args.threads), "--work-dir", str(args.work_dir)]
+        for size in args.sizes:
+            r = _worker(["--sizes", str(size), "--runs", str(args.runs), *common])
+            m = r["median_s"]
+            official = OFFICIAL.get(model, {}).get(size)
+            official_text = f"{official[0]}, {official[1]}" if official else "-"
+            print(f"{model:<15} {size}x{size:<5} " + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
+                  + f" {m['total']:>9.2f} s {r['peak_rss_mib']:>6.0f} MiB   {official_text}")
+            print(f"{'':>25} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {origin}, "
+                  f"loaded memory-mapped (build {r['build_s']:.1f} s); {r['segments']} segments, "
+                  f"{r['instances']} instances")
+        if not args.skip_text:
+            texts[model] = _worker(["--text", *common])
+    for model, text in texts.items():
+        print(f"text encoding, {model}:")
         for name, t in text.items():
-            print(f"  {name:<17} {t['prompts']:>5} prompts: new {t['new_s']:7.2f} s, already seen {1000 * t['cached_s']:7.2f} ms")
+            print(f"  {name:<17} {t['prompts']:>5} prompts: new {t['new_s']:7.2f} s, "
+                  f"already seen {1000 * t['cached_s']:7.2f} ms")
     return 0
 
 

@@ -117,3 +117,24 @@ def test_shipped_fixture_config_runs_the_shared_tiny_weights(tiny, reference_roo
     reference = build_model(tiny[0], weights=weights)
     for a, b in zip(_outputs(shipped, expected), _outputs(reference, expected)):
         assert torch.equal(a, b)
+
+
+def test_resnet_checkpoint_is_completed_from_openai_format_clip_weights(reference_root, tmp_path):
+    """OpenAI's CLIP files are fp16 and carry three metadata entries; the text tower still loads."""
+    fixture = reference_root / "rn_tiny"
+    weights = torch.load(fixture / "weights.pth", weights_only=True)
+    released = {k: v for k, v in weights.items() if not _is_text_tower(k)}
+    clip_only = {k[len(CLIP_PREFIX):]: v.half() if v.is_floating_point() else v
+                 for k, v in weights.items() if k.startswith(CLIP_PREFIX)}
+    clip_only.update(input_resolution=torch.tensor(224), context_length=torch.tensor(77),
+                     vocab_size=torch.tensor(49408))
+    clip_path = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(clip_only, clip_path)
+    model = build_model(model_config_from_reference(fixture), weights=released, clip_pretrained=clip_path)
+    report = model.load_report
+    assert report.ok and report.from_clip_pretrained and all(_is_text_tower(k) for k in report.from_clip_pretrained)
+    state = model.state_dict()
+    for key in report.from_clip_pretrained:
+        assert state[key].dtype == torch.float32
+        assert torch.equal(state[key], weights[key].half().float())
+    assert state["backbone.clip_model.visual.bn1.num_batches_tracked"].dtype == torch.int64
