@@ -7,6 +7,7 @@ although the stream carries far more data than that bound; SIGINT mid-inference 
 """
 from __future__ import annotations
 
+import os
 import time
 
 import cv2
@@ -35,8 +36,12 @@ IN_FLIGHT = 3
 def test_30hz_stream_with_a_slow_model_drops_frames_without_backlog(reference_root, tmp_path, peer) -> None:
     # Reliable input: best-effort DDS loses most samples above ~0.5 MB between processes (a
     # transport limit, not the node's); reliable delivery brings (nearly) every frame to the node.
+    # One inference thread leaves the second core of a 2-core machine to frame intake, as a robot
+    # deployment would: otherwise intake starves and most frames never reach the node at all,
+    # which would leave nothing to test here.
     node = NodeProcess(reference_root, tmp_path, NS, params={"input_short_side": "320", "diagnostics_period": "0.25",
-                                                             "image_qos.reliability": "reliable"})
+                                                             "image_qos.reliability": "reliable"},
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         publisher = peer.node.create_publisher(Image, f"{NS}/image", RELIABLE)
         segments = peer.collect(SegmentArray, f"{node.fqn}/segments")
