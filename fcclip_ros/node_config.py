@@ -49,6 +49,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("allow_untrained", False, bool,
               "run with random weights when no checkpoint is found (tests and demos only: masks are meaningless)"),
     ParamSpec("device", "auto", str, "auto, cpu, cuda or cuda:N"),
+    ParamSpec("cpu_threads", 0, int,
+              "CPU threads for inference (torch intra-op threads); 0: torch's default, one per core. On a small "
+              "computer, one fewer than its cores keeps frame intake and other nodes responsive",
+              minimum=0, maximum=1024),
     ParamSpec("input_short_side", 0, int,
               "resize the short image side to this many pixels before the model; 0: the model config's value",
               minimum=0, maximum=4096),
@@ -126,6 +130,7 @@ class NodeConfig:
     allow_download: bool
     allow_untrained: bool
     device: str
+    cpu_threads: int | None
     input_short_side: int | None
     max_long_side: int | None
     object_mask_threshold: float | None
@@ -228,6 +233,7 @@ def parse_config(values: Mapping[str, ParamValue]) -> NodeConfig:
     return NodeConfig(
         model_config=v["model_config"].strip(), weights=v["weights"].strip(), clip_weights=v["clip_weights"].strip(),
         allow_download=v["allow_download"], allow_untrained=v["allow_untrained"], device=v["device"],
+        cpu_threads=positive_or_none("cpu_threads"),
         input_short_side=positive_or_none("input_short_side"), max_long_side=positive_or_none("max_long_side"),
         object_mask_threshold=threshold("object_mask_threshold"),
         overlap_threshold=threshold("overlap_threshold"),

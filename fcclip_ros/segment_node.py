@@ -68,8 +68,10 @@ class SegmentNode(Node):
             config.model_config, config.weights, config.device, allow_untrained=config.allow_untrained,
             allow_download=config.allow_download, clip_weights=config.clip_weights,
             input_short_side=config.input_short_side, max_long_side=config.max_long_side,
-            object_mask_threshold=config.object_mask_threshold, overlap_threshold=config.overlap_threshold)
+            object_mask_threshold=config.object_mask_threshold, overlap_threshold=config.overlap_threshold,
+            cpu_threads=config.cpu_threads)
         self._predictor = loaded.predictor
+        self._cpu_threads = loaded.cpu_threads
         self._weights = loaded.weights  # "" when untrained
         if loaded.untrained:
             self.get_logger().warning(
@@ -244,6 +246,7 @@ class SegmentNode(Node):
             "model_config": self.config.model_config,
             "weights": self._weights or "none (untrained)",
             "device": str(self._predictor.device),
+            "cpu_threads": self._cpu_threads,
             "input_topic": self._subscription.topic_name,
             "vocabulary_version": self._predictor.vocabulary_version,
             "classes": len(self._predictor.vocabulary.entries),

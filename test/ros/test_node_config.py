@@ -47,8 +47,9 @@ def test_shipped_params_file_lists_every_parameter_with_its_default() -> None:
 def test_values_are_converted() -> None:
     config = parse_config({"input_short_side": 512, "overlay_alpha": 1, "object_mask_threshold": 0.25,
                            "vocabulary": ["person, man", "floor"], "vocabulary_stuff": ["floor"],
-                           "device": "cuda:1", "image_qos.reliability": "reliable"})
+                           "device": "cuda:1", "image_qos.reliability": "reliable", "cpu_threads": 3})
     assert config.input_short_side == 512 and config.overlay_alpha == 1.0
+    assert config.cpu_threads == 3 and parse_config({}).cpu_threads is None
     assert config.object_mask_threshold == 0.25
     assert config.vocabulary == ("person, man", "floor") and config.vocabulary_stuff == ("floor",)
     assert config.device == "cuda:1" and config.image_qos.reliability == "reliable"

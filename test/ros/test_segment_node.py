@@ -288,6 +288,7 @@ def test_diagnostics_report_model_device_frames_and_latency(peer, io, node) -> N
     assert values["model_config"] == "fixture_tiny"
     assert values["weights"].endswith("tiny/weights.pth")
     assert values["device"] == "cpu" and values["input_topic"] == f"{NS}/image"
+    assert int(values["cpu_threads"]) >= 1
     frames_in, processed, dropped, invalid = (int(values[k]) for k in (
         "frames_in", "frames_processed", "frames_dropped", "frames_invalid"))
     assert processed >= 1 and processed + dropped + invalid <= frames_in <= processed + dropped + invalid + 2

@@ -7,7 +7,6 @@ although the stream carries far more data than that bound; SIGINT mid-inference 
 """
 from __future__ import annotations
 
-import os
 import time
 
 import cv2
@@ -36,12 +35,11 @@ IN_FLIGHT = 3
 def test_30hz_stream_with_a_slow_model_drops_frames_without_backlog(reference_root, tmp_path, peer) -> None:
     # Reliable input: best-effort DDS loses most samples above ~0.5 MB between processes (a
     # transport limit, not the node's); reliable delivery brings (nearly) every frame to the node.
-    # One inference thread leaves the second core of a 2-core machine to frame intake, as a robot
-    # deployment would: otherwise intake starves and most frames never reach the node at all,
-    # which would leave nothing to test here.
+    # One inference thread (cpu_threads) leaves the second core of a 2-core machine to frame
+    # intake, as a robot deployment would: with two, intake starved and as few as 76 of the 300
+    # frames reached the node, which would leave little to test here.
     node = NodeProcess(reference_root, tmp_path, NS, params={"input_short_side": "320", "diagnostics_period": "0.25",
-                                                             "image_qos.reliability": "reliable"},
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                                             "image_qos.reliability": "reliable", "cpu_threads": "1"})
     try:
         publisher = peer.node.create_publisher(Image, f"{NS}/image", RELIABLE)
         segments = peer.collect(SegmentArray, f"{node.fqn}/segments")
@@ -85,6 +83,8 @@ def test_30hz_stream_with_a_slow_model_drops_frames_without_backlog(reference_ro
         assert FRAMES // 2 <= counts["frames_in"] <= FRAMES + 1
         assert counts["frames_dropped"] > 0, "a slow model must drop frames"
         assert counts["frames_invalid"] == counts["frames_failed"] == 0
+        statuses = [node_status(array, node) for array in diagnostics.snapshot()]
+        assert diagnostics_values([s for s in statuses if s is not None][-1])["cpu_threads"] == "1"
         assert len(received) == counts["frames_processed"]  # the warm-up frame included
         assert len(received) - outputs_at_stop <= IN_FLIGHT, "no backlog after the camera stops"
         stamps = [stamp_of(m) for m in received]
