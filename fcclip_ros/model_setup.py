@@ -43,7 +43,6 @@ def explicit_weights(weights: str) -> Path | None:
 class LoadedModel:
     predictor: Any  # fcclip_core.predictor.Predictor
     weights: str  # where the weights came from: a path, "weights cache", or "" (untrained)
-    cpu_threads: int = 0  # torch's intra-op threads in this process
 
     @property
     def untrained(self) -> bool:
@@ -64,17 +63,6 @@ def load_predictor(model_config: str, weights: str, device: str, *, allow_untrai
 
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    loaded = _build_predictor(model_config, weights, device, allow_untrained=allow_untrained,
-                              allow_download=allow_download, clip_weights=clip_weights,
-                              input_short_side=input_short_side, max_long_side=max_long_side,
-                              object_mask_threshold=object_mask_threshold, overlap_threshold=overlap_threshold)
-    return LoadedModel(loaded.predictor, loaded.weights, torch.get_num_threads())
-
-
-def _build_predictor(model_config: str, weights: str, device: str, *, allow_untrained: bool,
-                     allow_download: bool, clip_weights: str, input_short_side: int | None,
-                     max_long_side: int | None, object_mask_threshold: float | None,
-                     overlap_threshold: float | None) -> LoadedModel:
     from fcclip_core.config import load_model_config
     from fcclip_core.predictor import Predictor
     from fcclip_core.weights import WeightsError, WeightsNotFoundError, load_catalogue
@@ -139,3 +127,10 @@ def demo_model(weights: str = "") -> DemoModel:
     except WeightsError:
         return DemoModel(UNTRAINED_DEMO_MODEL, None, untrained=True)
     return DemoModel(resolved.config, None, untrained=False)
+
+
+def inference_threads() -> int:
+    """The CPU threads inference uses in this process (torch's intra-op thread count)."""
+    import torch
+
+    return torch.get_num_threads()

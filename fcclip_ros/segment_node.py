@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from fcclip_ros import conversions as conv
-from fcclip_ros.model_setup import StartupError, load_predictor
+from fcclip_ros.model_setup import StartupError, inference_threads, load_predictor
 from fcclip_ros.node_config import PARAMETERS, SPECS, ConfigError, NodeConfig, parse_config
 from fcclip_ros.outputs import FrameOutputs, VocabularyOutputs, import_vision_msgs, qos_profile
 from fcclip_ros.srv import SetVocabulary
@@ -71,7 +71,6 @@ class SegmentNode(Node):
             object_mask_threshold=config.object_mask_threshold, overlap_threshold=config.overlap_threshold,
             cpu_threads=config.cpu_threads)
         self._predictor = loaded.predictor
-        self._cpu_threads = loaded.cpu_threads
         self._weights = loaded.weights  # "" when untrained
         if loaded.untrained:
             self.get_logger().warning(
@@ -246,7 +245,7 @@ class SegmentNode(Node):
             "model_config": self.config.model_config,
             "weights": self._weights or "none (untrained)",
             "device": str(self._predictor.device),
-            "cpu_threads": self._cpu_threads,
+            "cpu_threads": inference_threads(),
             "input_topic": self._subscription.topic_name,
             "vocabulary_version": self._predictor.vocabulary_version,
             "classes": len(self._predictor.vocabulary.entries),

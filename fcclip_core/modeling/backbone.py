@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcclip_core.config import BackboneConfig
-from fcclip_core.modeling.mask_pooling import mask_pool
+from fcclip_core.modeling.mask_pooling import mask_pool, masks_on_grid
 from fcclip_core.modeling.timm_trunks import register_timm_trunk
 
 FEATURE_STRIDES = {"stem": 4, "res2": 4, "res3": 8, "res4": 16, "res5": 32}
@@ -171,12 +171,14 @@ class ResNetCLIPBackbone(CLIPBackbone):
     def visual(self) -> nn.Module:
         return self.clip_model.visual
 
+    def _stages(self) -> list[nn.Module]:
+        """``layer1``..``layer4``, whose outputs are res2..res5."""
+        return [self.visual.layer1, self.visual.layer2, self.visual.layer3, self.visual.layer4]
+
     def output_channels(self) -> Dict[str, int]:
-        visual = self.visual
-        channels = {"stem": int(visual.conv3.out_channels)}
-        for index in range(4):
-            layer = getattr(visual, f"layer{index + 1}")
-            channels[f"res{index + 2}"] = int(layer[-1].bn3.num_features)
+        channels = {"stem": int(self.visual.conv3.out_channels)}
+        for index, stage in enumerate(self._stages()):
+            channels[f"res{index + 2}"] = int(stage[-1].bn3.num_features)
         return channels
 
     def output_strides(self) -> Dict[str, int]:
@@ -195,8 +197,8 @@ class ResNetCLIPBackbone(CLIPBackbone):
         x = visual.act3(visual.bn3(visual.conv3(x)))
         out = {"stem": x}
         x = visual.avgpool(x)
-        for index in range(4):
-            x = getattr(visual, f"layer{index + 1}")(x)
+        for index, stage in enumerate(self._stages()):
+            x = stage(x)
             out[f"res{index + 2}"] = x
         out["clip_vis_dense"] = x
         return out
@@ -204,8 +206,7 @@ class ResNetCLIPBackbone(CLIPBackbone):
     def embed_regions(self, clip_dense, mask_logits, record=None) -> torch.Tensor:
         pool = self.visual.attnpool
         batch, channels, height, width = clip_dense.shape
-        if mask_logits.shape[-2:] != (height, width):
-            mask_logits = F.interpolate(mask_logits, size=(height, width), mode="bilinear", align_corners=False)
+        mask_logits = masks_on_grid(mask_logits, (height, width))
         num_regions = mask_logits.shape[1]
         tokens = clip_dense.flatten(2).transpose(1, 2)  # [B, HW, C]
         position = pool.positional_embedding.to(tokens.dtype)

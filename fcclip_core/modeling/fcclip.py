@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fcclip_core.config import ModelConfig
 from fcclip_core.modeling.backbone import CLIPBackbone, build_backbone
 from fcclip_core.modeling.classification import TextClassifier, classification_logits, geometric_ensemble
+from fcclip_core.modeling.mask_pooling import masks_on_grid
 from fcclip_core.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from fcclip_core.modeling.transformer_decoder import DecoderOutput, MultiScaleMaskedTransformerDecoder
 
@@ -135,8 +135,7 @@ class FCCLIP(nn.Module):
 
         clip_dense = features["clip_vis_dense"]
         del features
-        mask_for_pooling = F.interpolate(
-            decoded.pred_masks, size=clip_dense.shape[-2:], mode="bilinear", align_corners=False)
+        mask_for_pooling = masks_on_grid(decoded.pred_masks, clip_dense.shape[-2:])
         record: Optional[Dict[str, torch.Tensor]] = {} if keep else None
         region_embeddings = self.backbone.embed_regions(clip_dense, mask_for_pooling, record=record)
         out_vocab_logits = classification_logits(region_embeddings, classifier, self.backbone.logit_scale)

@@ -24,14 +24,19 @@ def mask_logits(embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tenso
     return torch.bmm(embeddings, flat.transpose(1, 2)).view(batch, -1, height, width)
 
 
+def masks_on_grid(mask_logits: torch.Tensor, grid_hw: tuple[int, ...]) -> torch.Tensor:
+    """Mask logits [B, Q, h, w] on a feature grid of size ``grid_hw`` (bilinear when it differs)."""
+    if tuple(mask_logits.shape[-2:]) == tuple(grid_hw):
+        return mask_logits
+    return F.interpolate(mask_logits, size=tuple(grid_hw), mode="bilinear", align_corners=False)
+
+
 def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
     """Mean of ``features`` [B, C, H, W] over the pixels where ``mask_logits`` [B, Q, h, w] > 0.
 
     Masks of another size are bilinearly resized to the feature grid first. An empty mask
     pools to zeros (the 1e-8 in the denominator, as in the official code). Returns [B, Q, C].
     """
-    if mask_logits.shape[-2:] != features.shape[-2:]:
-        mask_logits = F.interpolate(mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False)
-    masks = (mask_logits > 0).to(features.dtype).flatten(2)  # [B, Q, HW]
+    masks = (masks_on_grid(mask_logits, features.shape[-2:]) > 0).to(features.dtype).flatten(2)  # [B, Q, HW]
     area = masks.sum(dim=-1, keepdim=True) + 1e-8
     return torch.bmm(masks / area, pixels_by_channel(features))
