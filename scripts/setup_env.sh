@@ -74,4 +74,16 @@ if step_needed package "$pkg_print"; then
   (cd "$ROOT" && "$VPY" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall .)
   echo "$pkg_print" > "$STAMPS/package"
 fi
+# The real ros2 CLI, launch, launch_testing and vision_msgs are not on the package index; a
+# checkout with ../shared beside it (developers, CI) adds them from pinned sources. Without it
+# the product works and the tests that need them skip visibly.
+ROS_TOOLS="${FCCLIP_ROS_TOOLS:-$ROOT/../shared/ros-tools}"
+if [ -x "$ROS_TOOLS/install.sh" ]; then
+  tools_print="$(cd "$ROS_TOOLS" && sha256sum install.sh src/*.tar.gz | sha256sum | cut -d' ' -f1)"
+  if step_needed ros_tools "$tools_print"; then
+    log "adding the ros2 CLI, launch, launch_testing and vision_msgs from $ROS_TOOLS"
+    "$ROS_TOOLS/install.sh" "$VENV"
+    echo "$tools_print" > "$STAMPS/ros_tools"
+  fi
+fi
 log "environment ready: $VENV"
