@@ -7,5 +7,11 @@ pycocotools. ``fcclip-eval`` (``fcclip_core.tools.evaluate``) is the command-lin
 """
 from fcclip_core.evaluation.benchmarks import BenchmarkSpec, benchmark_names, load_benchmark
 from fcclip_core.evaluation.class_lists import EvalClassList, load_class_list
+from fcclip_core.evaluation.instance_ap import score_coco_instances
+from fcclip_core.evaluation.panoptic_quality import PanopticQuality, score_coco_panoptic
+from fcclip_core.evaluation.semantic_metrics import ConfusionMatrix, score_semantic_pngs
 
-__all__ = ["BenchmarkSpec", "EvalClassList", "benchmark_names", "load_benchmark", "load_class_list"]
+__all__ = [
+    "BenchmarkSpec", "ConfusionMatrix", "EvalClassList", "PanopticQuality", "benchmark_names",
+    "load_benchmark", "load_class_list", "score_coco_instances", "score_coco_panoptic", "score_semantic_pngs",
+]
