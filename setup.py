@@ -200,6 +200,7 @@ setup(
             "fcclip-segment-node=fcclip_ros.segment_node:main",
             "fcclip-image-player=fcclip_ros.image_player:main",
             "fcclip-demo=fcclip_ros.demo:main",
+            "fcclip-eval=fcclip_core.tools.evaluate:main",
         ],
     },
     distclass=PlatformDistribution,
