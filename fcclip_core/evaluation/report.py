@@ -17,7 +17,7 @@ _TABLE_ROWS = (
 
 
 def build_report(dataset: Any, metrics: dict[str, dict], settings: dict, *, images: int, total_images: int,
-                 seconds_per_image: Optional[float], predicted_now: int) -> dict:
+                 seconds_per_image: Optional[float], predicted_now: int, vocabulary_seconds: float = 0.0) -> dict:
     """Everything a reader needs to trust or reproduce the numbers."""
     spec = dataset.spec
     complete = images == total_images
@@ -39,6 +39,7 @@ def build_report(dataset: Any, metrics: dict[str, dict], settings: dict, *, imag
         "settings": settings,
         "seconds_per_image_median": seconds_per_image,
         "images_predicted_in_this_call": predicted_now,
+        "vocabulary_seconds": vocabulary_seconds,  # text encoding of the class list in this call
         "paper": {HEADLINE_METRIC[t]: spec.paper[HEADLINE_METRIC[t]] for t in metrics if HEADLINE_METRIC[t] in spec.paper},
         "metrics": metrics,
     }
@@ -56,6 +57,9 @@ def format_table(report: dict) -> str:
             value = value.get(key) if isinstance(value, dict) else None
         reference = paper.get(label) if label in ("PQ", "AP", "mIoU") else None
         lines.append(f"{label:<10} {_cell(value):>8} {_cell(reference):>8}")
+    if report.get("seconds_per_image_median") is not None:
+        lines.append(f"time: {report['seconds_per_image_median']:.2f} s per image (median), "
+                     f"class list encoded in {report.get('vocabulary_seconds', 0.0):.1f} s")
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(lines)

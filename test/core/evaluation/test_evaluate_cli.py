@@ -59,6 +59,7 @@ def test_custom_data_run_resume_and_score(reference_root, custom_root, tmp_path,
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["images_predicted_in_this_call"] == 1 and report["images"] == 3
+    assert partial["vocabulary_seconds"] > 0 and "s per image (median)" in resumed.stdout
     assert sorted(report["metrics"]) == ["panoptic", "semantic"]
     assert report["seconds_per_image_median"] > 0
 
