@@ -169,3 +169,12 @@ def test_list_names_every_benchmark_with_the_paper_numbers():
     assert done.returncode == 0, done.stderr
     assert "ade20k_150" in done.stdout and "PQ 26.8, AP 16.8, mIoU 34.1" in done.stdout
     assert len(done.stdout.strip().splitlines()) == 8
+
+
+def test_bad_requests_get_clear_errors(tmp_path, custom_root):
+    unknown = fcclip_eval("run", "--dataset", "nope", "--root", tmp_path, "-o", tmp_path / "o")
+    assert unknown.returncode != 0 and "unknown dataset 'nope'" in unknown.stderr
+    no_classes = fcclip_eval("run", "--dataset", "custom", "--root", custom_root, "-o", tmp_path / "o")
+    assert no_classes.returncode != 0 and "--dataset custom needs --class-list" in no_classes.stderr
+    no_data = fcclip_eval("run", "--dataset", "pascal_voc_21", "--root", tmp_path, "-o", tmp_path / "o")
+    assert no_data.returncode != 0 and "missing image folder" in no_data.stderr
