@@ -41,6 +41,11 @@ class BenchmarkSpec:
     layout: Layout
     min_size_test: int = 800
     max_size_test: int = 1333
+    # Post-processing of the official eval configs (fcclip_convnext_large_eval_*.yaml): every
+    # benchmark sets OBJECT_MASK_THRESHOLD 0.0 and keeps OVERLAP_THRESHOLD 0.8, 100 detections.
+    object_mask_threshold: float = 0.0
+    overlap_threshold: float = 0.8
+    detections_per_image: int = 100
     description: str = ""
     paper: dict[str, float] = field(default_factory=dict)
 
@@ -79,6 +84,7 @@ def load_benchmark(name: str) -> BenchmarkSpec:
         layout=Layout(**entry["layout"]),
         min_size_test=int(entry["input"]["min_size_test"]),
         max_size_test=int(entry["input"]["max_size_test"]),
+        **{key: entry["postprocess"][key] for key in entry.get("postprocess", {})},
         description=entry.get("description", ""),
         paper=dict(entry.get("paper", {})),
     )

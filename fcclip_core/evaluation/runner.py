@@ -6,6 +6,7 @@ A second call with the same settings skips the images already done: an interrupt
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from fcclip_core.evaluation.benchmarks import BenchmarkSpec
 from fcclip_core.evaluation.instance_ap import score_coco_instances
 from fcclip_core.evaluation.label_files import read_label_map, read_panoptic_png
 from fcclip_core.evaluation.loaders import EvalDataset, EvalSample, semantic_from_panoptic
@@ -29,6 +31,15 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
+def apply_test_settings(predictor: Any, spec: BenchmarkSpec) -> dict:
+    """Give ``predictor`` the benchmark's post-processing thresholds; returns them for the report."""
+    predictor.postprocess_config = dataclasses.replace(
+        predictor.postprocess_config, object_mask_threshold=spec.object_mask_threshold,
+        overlap_threshold=spec.overlap_threshold, topk_per_image=spec.detections_per_image)
+    return {"object_mask_threshold": spec.object_mask_threshold, "overlap_threshold": spec.overlap_threshold,
+            "detections_per_image": spec.detections_per_image}
+
+
 def run_benchmark(predictor: Any, dataset: EvalDataset, output: str | Path, *, tasks: Sequence[str],
                   limit: Optional[int] = None, settings: Optional[dict] = None, progress: bool = True) -> dict:
     """Predict (resuming) and score the first ``limit`` samples; writes and returns the report."""
@@ -38,8 +49,10 @@ def run_benchmark(predictor: Any, dataset: EvalDataset, output: str | Path, *, t
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     output = Path(output)
+    thresholds = apply_test_settings(predictor, dataset.spec)
     manifest = {"dataset": dataset.spec.name, "root": str(dataset.root.resolve()),
-                "vocabulary_key": dataset.class_list.vocabulary.key, "tasks": sorted(tasks), **(settings or {})}
+                "vocabulary_key": dataset.class_list.vocabulary.key, "tasks": sorted(tasks), **thresholds,
+                **(settings or {})}
     _claim_output(output, manifest)
     samples = dataset.samples[:limit] if limit else dataset.samples
     store = PredictionStore(output / "predictions")

@@ -16,7 +16,7 @@ from fcclip_core.evaluation.runner import read_rgb, run_benchmark
 from fcclip_core.evaluation.semantic_metrics import ConfusionMatrix
 from fcclip_core.predictor import Predictor
 
-from .synthetic_datasets import dataset_categories, write_panoptic_split
+from .synthetic_datasets import dataset_categories, write_panoptic_split, write_semantic_split
 
 
 def fcclip_eval(*args: str) -> subprocess.CompletedProcess:
@@ -117,8 +117,14 @@ def test_a_benchmark_layout_with_dataset_ids_and_instances(reference_root, tmp_p
                          ["ADE_val_00000001", "ADE_val_00000002"], semantic_name=lambda k: f"{k}.png",
                          semantic_values=(0, 2, 7), instances=True, all_categories=dataset_categories(class_list))
     dataset = load_dataset(spec, tmp_path, class_list)
+    tiny_predictor.postprocess_config = dataclasses.replace(tiny_predictor.postprocess_config,
+                                                            object_mask_threshold=0.9, topk_per_image=5)
     report = run_benchmark(tiny_predictor, dataset, tmp_path / "out", tasks=spec.tasks, progress=False,
                            settings={"input_short_side": 128, "max_long_side": 1333})
+    # The official eval thresholds replace whatever the predictor had.
+    assert (tiny_predictor.postprocess_config.object_mask_threshold, tiny_predictor.postprocess_config.topk_per_image) \
+        == (0.0, 100)
+    assert report["settings"]["overlap_threshold"] == 0.8
     assert report["paper"] == {"PQ": 26.8, "AP": 16.8, "mIoU": 34.1}
     assert report["official_protocol"] is False and "non-official input size" in report["note"]
     instances = json.loads((tmp_path / "out" / "predictions" / "instances.json").read_text())
@@ -178,3 +184,18 @@ def test_bad_requests_get_clear_errors(tmp_path, custom_root):
     assert no_classes.returncode != 0 and "--dataset custom needs --class-list" in no_classes.stderr
     no_data = fcclip_eval("run", "--dataset", "pascal_voc_21", "--root", tmp_path, "-o", tmp_path / "o")
     assert no_data.returncode != 0 and "missing image folder" in no_data.stderr
+
+
+def test_ade20k_847_runs_with_its_repeated_labels_and_16_bit_labels(tmp_path, tiny_predictor):
+    spec = load_benchmark("ade20k_847")
+    write_semantic_split(tmp_path, spec.layout.images, spec.layout.semantic_root, ["a", "b"], values=(0, 2, 846),
+                         ignore=65535, suffix=".tif")
+    dataset = load_dataset(spec, tmp_path, load_class_list("ade20k_847"))
+    report = run_benchmark(tiny_predictor, dataset, tmp_path / "out", tasks=["semantic"], progress=False)
+    assert tiny_predictor.vocabulary.labels.count("pot") == 2
+    matrix = ConfusionMatrix(847, ignore_label=65535)
+    for sample in dataset.samples:
+        matrix.add(read_label_map(tmp_path / "out" / "predictions" / "semantic" / f"{sample.key}.png"),
+                   read_label_map(sample.semantic_gt))
+    assert report["metrics"]["semantic"]["mIoU"] == pytest.approx(matrix.metrics()["mIoU"], abs=1e-9)
+    assert len(report["metrics"]["semantic"]["per_class"]) == 847  # repeated labels keep separate rows
