@@ -17,10 +17,20 @@ import numpy as np
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
+def _pycocotools():
+    """The COCO API modules (mask, COCO, COCOeval), or a clear error saying how to get them."""
+    try:
+        from pycocotools import mask
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise RuntimeError("mask AP and RLE masks need pycocotools: pip install pycocotools==2.0.11") from None
+    return mask, COCO, COCOeval
+
+
 def encode_masks(masks: np.ndarray) -> list[dict]:
     """RLE (JSON-ready: counts as str) of [N, H, W] boolean masks."""
-    from pycocotools import mask as mask_utils
-
+    mask_utils, _, _ = _pycocotools()
     masks = np.asarray(masks, dtype=np.uint8)
     if masks.ndim != 3:
         raise ValueError(f"masks must be [N, H, W], got {masks.shape}")
@@ -31,9 +41,7 @@ def encode_masks(masks: np.ndarray) -> list[dict]:
 def score_coco_instances(gt_json: str | Path, predictions: str | Path | Sequence[dict], *,
                          image_ids: Iterable[int] | None = None) -> dict:
     """Mask AP of instance predictions (a results JSON file or a list of entries) on COCO-format GT."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    _, COCO, COCOeval = _pycocotools()
     results = _load_results(predictions)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(gt_json))
