@@ -63,6 +63,14 @@ def test_custom_data_run_resume_and_score(reference_root, custom_root, tmp_path,
     assert sorted(report["metrics"]) == ["panoptic", "semantic"]
     assert report["seconds_per_image_median"] > 0
 
+    # An image interrupted after writing some files but before its done record is predicted again.
+    (out / "predictions" / "done" / "f2.json").unlink()
+    (out / "predictions" / "panoptic" / "f2.png").write_bytes(b"truncated")
+    redone = fcclip_eval(*common)
+    assert redone.returncode == 0, redone.stderr
+    after = json.loads((out / "report.json").read_text())
+    assert after["images_predicted_in_this_call"] == 1 and after["metrics"] == report["metrics"]
+
     # A fresh run gives exactly the same numbers (deterministic).
     again = fcclip_eval(*common[:-len(model_args(reference_root)) - 2], "-o", tmp_path / "again", *model_args(reference_root))
     assert again.returncode == 0, again.stderr
