@@ -189,7 +189,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["fcclip_core", "fcclip_core.*", "fcclip_ros", "fcclip_ros.*"]),
     package_data={
-        "fcclip_core": ["configs/*.yaml", "data/*", "ops/csrc/*", "ops/csrc/*/*"],
+        "fcclip_core": ["configs/*.yaml", "data/*", "ops/csrc/*", "ops/csrc/*/*", "data/eval_vocabularies/*.json"],
     },
     ext_modules=extensions,
     cmdclass={"build": BuildAll, "build_ros_interfaces": BuildRosInterfaces, **extension_commands},
@@ -200,6 +200,7 @@ setup(
             "fcclip-segment-node=fcclip_ros.segment_node:main",
             "fcclip-image-player=fcclip_ros.image_player:main",
             "fcclip-demo=fcclip_ros.demo:main",
+            "fcclip-eval=fcclip_core.tools.evaluate:main",
         ],
     },
     distclass=PlatformDistribution,
