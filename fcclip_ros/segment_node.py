@@ -69,7 +69,7 @@ class SegmentNode(Node):
             allow_download=config.allow_download, clip_weights=config.clip_weights,
             input_short_side=config.input_short_side, max_long_side=config.max_long_side,
             object_mask_threshold=config.object_mask_threshold, overlap_threshold=config.overlap_threshold,
-            cpu_threads=config.cpu_threads)
+            cpu_threads=config.cpu_threads, precision=config.precision, tf32=config.tf32)
         self._predictor = loaded.predictor
         self._weights = loaded.weights  # "" when untrained
         if loaded.untrained:
