@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from fcclip_core.compilation import compile_network
 from fcclip_core.config import ModelConfig
 from fcclip_core.memory import page_out
 from fcclip_core.modeling.build import ConfigLike, build_empty_model, build_model, resolve_config
@@ -135,6 +136,7 @@ class Predictor:
         page_out_text_tower: bool = True,
         precision: str = "fp32",
         tf32: bool = False,
+        compile_mode: str = "off",
     ) -> None:
         """``input_short_side``: short side of the network input (None: the config's test size,
         800 for the released model; 0: the image's native size). ``max_long_side`` caps the long
@@ -143,7 +145,8 @@ class Predictor:
         effective when the weights were loaded memory-mapped from a file). ``precision``: fp32,
         bf16, fp16 or auto (``fcclip_core.precision``: autocast for the network's heavy parts,
         float32 for FC-CLIP's probabilities). ``tf32``: allow TF32 on a CUDA device (a
-        process-wide torch setting, applied only when the model is on CUDA)."""
+        process-wide torch setting, applied only when the model is on CUDA). ``compile_mode``:
+        ``torch.compile`` the network's heavy parts (``fcclip_core.compilation``; off by default)."""
         self.model = model.eval()
         cfg = model.config
         input_cfg = cfg.input
@@ -168,6 +171,8 @@ class Predictor:
         if self.device.type == "cuda":
             set_tf32(self.tf32)
         self._staging = PinnedStaging() if self.device.type == "cuda" else None
+        compile_network(self.model, compile_mode)
+        self.compile_mode = compile_mode
         self.text_cache = text_cache or TextEmbeddingCache(model.clip_model, device=self.device)
         self.page_out_text_tower = page_out_text_tower
         self._active: Optional[_ActiveVocabulary] = None
@@ -193,6 +198,7 @@ class Predictor:
         seed: int = 0,
         precision: str = "fp32",
         tf32: bool = False,
+        compile_mode: str = "off",
     ) -> "Predictor":
         """Build the model of ``model_config`` (a shipped name or a YAML path) and load its weights.
 
@@ -203,7 +209,7 @@ class Predictor:
         the command to run. Configs outside the released catalogue need explicit ``weights``.
         ``untrained=True`` builds seeded random weights instead (demos and tests only: its masks
         mean nothing). ``vocabulary`` (default: COCO panoptic, set lazily) is activated.
-        ``precision`` and ``tf32``: see ``Predictor``.
+        ``precision``, ``tf32`` and ``compile_mode``: see ``Predictor``.
         """
         cfg: ModelConfig = resolve_config(model_config)
         target = resolve_device(device)
@@ -215,7 +221,7 @@ class Predictor:
         else:
             model = _load_model(cfg, weights, clip_weights, allow_download).to(target).prepare_for_inference()
         predictor = cls(model, input_short_side=input_short_side, max_long_side=max_long_side,
-                        precision=precision, tf32=tf32)
+                        precision=precision, tf32=tf32, compile_mode=compile_mode)
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)
         return predictor

@@ -131,17 +131,19 @@ class StageClock:
 
     def instrument(self, model) -> None:
         head = model.sem_seg_head
-        model.backbone.extract_features = self.wrap("backbone", model.backbone.extract_features)
-        head.pixel_decoder.forward = self.wrap("pixel_decoder", head.pixel_decoder.forward)
-        head.predictor.forward = self.wrap("decoder", head.predictor.forward)
+        self._restore = [(owner, name, owner.__dict__.get(name)) for owner, name in (
+            (model.backbone, "extract_features"), (head.pixel_decoder, "forward"), (head.predictor, "forward"))]
+        for (owner, name, _), stage in zip(self._restore, ("backbone", "pixel_decoder", "decoder")):
+            setattr(owner, name, self.wrap(stage, getattr(owner, name)))
 
-    @staticmethod
-    def uninstrument(model) -> None:
-        """Undo ``instrument`` (the wrappers are instance attributes over the class methods)."""
-        head = model.sem_seg_head
-        for owner, name in ((model.backbone, "extract_features"), (head.pixel_decoder, "forward"),
-                            (head.predictor, "forward")):
-            owner.__dict__.pop(name, None)
+    def uninstrument(self) -> None:
+        """Undo ``instrument``: what was there before (a compiled method, or the class's) is back."""
+        for owner, name, before in getattr(self, "_restore", []):
+            if before is None:
+                owner.__dict__.pop(name, None)
+            else:
+                setattr(owner, name, before)
+        self._restore = []
 
 
 def weights_file(work_dir: Path, model: str) -> tuple[Path, str]:

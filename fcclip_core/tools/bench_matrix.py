@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fcclip_core.compilation import COMPILE_MODES, compile_network
 from fcclip_core.precision import PRECISIONS
 from fcclip_core.tools.bench import StageClock, test_image, weights_file
 
@@ -81,7 +82,7 @@ def measure(predictor, image: np.ndarray, runs: int, warmup: int = 2) -> dict:
                 stages[name] = result.timings[name]
             records.append(stages)
     finally:
-        clock.uninstrument(predictor.model)
+        clock.uninstrument()
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"median_s": {k: statistics.median(r[k] for r in records) for k in records[0]},
             "all_total_s": [r["total"] for r in records], "peak_gpu_mib": peak,
@@ -89,13 +90,15 @@ def measure(predictor, image: np.ndarray, runs: int, warmup: int = 2) -> dict:
 
 
 def run_model(model: str, device: str, sizes: Sequence[int], precisions: Sequence[str], runs: int,
-              work_dir: Path) -> dict:
+              work_dir: Path, compile_mode: str = "off") -> dict:
     """Every shape and precision of one model, plus its COCO vocabulary encoding time."""
     from fcclip_core.predictor import Predictor
 
     weights, origin = weights_file(work_dir, model)
     base = Predictor.from_config(model, weights, device=device, input_short_side=0)
-    out: dict = {"model": model, "weights": origin, "device": str(base.device),
+    if compile_mode != "off":
+        compile_network(base.model, compile_mode)  # shared by every precision; recompiles per shape
+    out: dict = {"model": model, "weights": origin, "device": str(base.device), "compile": compile_mode,
                  "vocabulary": encode_coco(base), "cases": []}
     for height, width in shapes(sizes):
         image = shaped_image(height, width)
@@ -134,12 +137,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 640, 800, 1024])
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32", "bf16", "fp16"])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                        help="torch.compile the network (the warm-up runs absorb the compilation)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="generated weights files")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.runs < 1 or min(args.sizes) < 32:
         parser.error("--runs must be >= 1 and every size >= 32")
-    results = [run_model(m, args.device, args.sizes, args.precisions, args.runs, args.work_dir)
+    results = [run_model(m, args.device, args.sizes, args.precisions, args.runs, args.work_dir, args.compile)
                for m in args.models]
     print(format_table(results))
     if args.json:

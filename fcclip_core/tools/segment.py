@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from fcclip_core.compilation import COMPILE_MODES
 from fcclip_core.precision import PRECISIONS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="network precision: fp32 (default), bf16, fp16, or auto (bf16 where native "
                              "and faster; see README, Precision)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on a CUDA device")
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                        help="torch.compile the network (off by default: slow start; for a fixed image size)")
     parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     return parser
@@ -179,7 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.model_config, args.weights, clip_weights=args.clip_weights, allow_download=args.download,
             device=args.device,
             untrained=args.untrained, input_short_side=args.short_side, max_long_side=args.max_long_side,
-            vocabulary=vocabulary, precision=args.precision, tf32=args.tf32)
+            vocabulary=vocabulary, precision=args.precision, tf32=args.tf32,
+            compile_mode=args.compile)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SystemExit(f"fcclip-segment: {exc}") from None
     log.info("precision %s (%s)", predictor.precision.name, predictor.precision.reason)
