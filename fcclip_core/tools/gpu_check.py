@@ -263,7 +263,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
     parser.add_argument("--quick", action="store_true", help="small parity and benchmark; no build")
     parser.add_argument("--wheels", type=Path, help="folder with the wheels of gpu_check_wheels.txt")
-    parser.add_argument("--reference", type=Path, help="official reference data (default ../shared/reference)")
+    parser.add_argument("--reference", type=Path,
+                        help="official reference data (default: ./shared/reference, else ../shared/reference)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "gpu_check" / "report.json")
     parser.add_argument("--skip-build", action="store_true", help="use the native op already built")
     args = parser.parse_args(argv)
@@ -278,7 +279,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from fcclip_core.tools.bench import reference_dir
     from fcclip_core.tools.bench_matrix import format_table, run_model
 
-    reference = args.reference or reference_dir()
+    reference = args.reference or next(
+        (p for p in (REPO_ROOT / "shared" / "reference",) if (p / "README.md").is_file()), reference_dir())
+    os.environ.setdefault("FCCLIP_REFERENCE_DIR", str(reference))  # the GPU tests read the same data
     cuda = args.device.startswith("cuda")
     precisions = ["fp32", "bf16"] + (["fp16"] if cuda and not args.quick else [])
     report: dict = {"machine": machine_info(args.device), "wheels": wheels, "quick": args.quick, "steps": {}}
