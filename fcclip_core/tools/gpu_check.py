@@ -39,7 +39,8 @@ from typing import Callable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WHEELS_FILE = Path(__file__).resolve().parents[1] / "data" / "gpu_check_wheels.txt"
-GPU_TESTS = ("test/core/ops/test_ms_deform_attn_cuda.py", "test/core/test_cuda_pipeline.py")
+GPU_TESTS = ("test/core/ops/test_ms_deform_attn_cuda.py", "test/core/test_cuda_pipeline.py",
+             "test/core/test_upload.py")
 DOWNLOAD_COMMAND = ("pip download --python-version 3.12 --only-binary=:all: --no-deps -d build/gpu_wheels "
                     "-r fcclip_core/data/gpu_check_wheels.txt")
 TIME_BUDGET_S = 360
