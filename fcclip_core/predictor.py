@@ -20,15 +20,18 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from fcclip_core.compilation import compile_network
 from fcclip_core.config import ModelConfig
 from fcclip_core.memory import page_out
 from fcclip_core.modeling.build import ConfigLike, build_empty_model, build_model, resolve_config
 from fcclip_core.modeling.classification import TextClassifier
 from fcclip_core.modeling.fcclip import FCCLIP
 from fcclip_core.postprocess import PostprocessConfig, postprocess
+from fcclip_core.precision import resolve_precision, set_tf32
 from fcclip_core.preprocess import preprocess_images
 from fcclip_core.results import InstanceResult, PanopticResult, SemanticResult
 from fcclip_core.text_embeddings import TextEmbeddingCache
+from fcclip_core.upload import PinnedStaging
 from fcclip_core.vocabulary import Vocabulary, coco_panoptic_vocabulary, parse_vocabulary
 
 TASKS = frozenset({"semantic", "panoptic", "instance"})
@@ -131,12 +134,19 @@ class Predictor:
         postprocess_config: Optional[PostprocessConfig] = None,
         text_cache: Optional[TextEmbeddingCache] = None,
         page_out_text_tower: bool = True,
+        precision: str = "fp32",
+        tf32: bool = False,
+        compile_mode: str = "off",
     ) -> None:
         """``input_short_side``: short side of the network input (None: the config's test size,
         800 for the released model; 0: the image's native size). ``max_long_side`` caps the long
         side (None: the config's, 1333). ``page_out_text_tower``: after encoding new class names,
         let the kernel evict the text tower's weights from memory (see ``fcclip_core.memory``;
-        effective when the weights were loaded memory-mapped from a file)."""
+        effective when the weights were loaded memory-mapped from a file). ``precision``: fp32,
+        bf16, fp16 or auto (``fcclip_core.precision``: autocast for the network's heavy parts,
+        float32 for FC-CLIP's probabilities). ``tf32``: allow TF32 on a CUDA device (a
+        process-wide torch setting, applied only when the model is on CUDA). ``compile_mode``:
+        ``torch.compile`` the network's heavy parts (``fcclip_core.compilation``; off by default)."""
         self.model = model.eval()
         cfg = model.config
         input_cfg = cfg.input
@@ -156,6 +166,13 @@ class Predictor:
             topk_per_image=inference.detections_per_image,
         )
         self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
+        self.tf32 = bool(tf32)
+        if self.device.type == "cuda":
+            set_tf32(self.tf32)
+        self._staging = PinnedStaging() if self.device.type == "cuda" else None
+        compile_network(self.model, compile_mode)
+        self.compile_mode = compile_mode
         self.text_cache = text_cache or TextEmbeddingCache(model.clip_model, device=self.device)
         self.page_out_text_tower = page_out_text_tower
         self._active: Optional[_ActiveVocabulary] = None
@@ -179,6 +196,9 @@ class Predictor:
         max_long_side: Optional[int] = None,
         vocabulary: Optional[Vocabulary] = None,
         seed: int = 0,
+        precision: str = "fp32",
+        tf32: bool = False,
+        compile_mode: str = "off",
     ) -> "Predictor":
         """Build the model of ``model_config`` (a shipped name or a YAML path) and load its weights.
 
@@ -189,6 +209,7 @@ class Predictor:
         the command to run. Configs outside the released catalogue need explicit ``weights``.
         ``untrained=True`` builds seeded random weights instead (demos and tests only: its masks
         mean nothing). ``vocabulary`` (default: COCO panoptic, set lazily) is activated.
+        ``precision``, ``tf32`` and ``compile_mode``: see ``Predictor``.
         """
         cfg: ModelConfig = resolve_config(model_config)
         target = resolve_device(device)
@@ -199,7 +220,8 @@ class Predictor:
             model = build_model(cfg, device=target)
         else:
             model = _load_model(cfg, weights, clip_weights, allow_download).to(target).prepare_for_inference()
-        predictor = cls(model, input_short_side=input_short_side, max_long_side=max_long_side)
+        predictor = cls(model, input_short_side=input_short_side, max_long_side=max_long_side,
+                        precision=precision, tf32=tf32, compile_mode=compile_mode)
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)
         return predictor
@@ -284,6 +306,11 @@ class Predictor:
 
     # ------------------------------------------------------------------ inference
 
+    def _sync(self) -> None:
+        """Wait for the GPU, so that stage timings measure work, not kernel launches."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def predict(self, image: np.ndarray, tasks: Iterable[str] = TASKS) -> Result:
         """Segment one H x W x 3 uint8 RGB image; results come back at H x W.
 
@@ -299,12 +326,14 @@ class Predictor:
         vocabulary = active.prepared.vocabulary
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        batch = preprocess_images([image], self.input_config)
-        images = batch.images.to(self.device)
+        batch = preprocess_images([image], self.input_config, self.device, self._staging)
+        self._sync()
         timings["preprocess"] = time.perf_counter() - start
 
         mark = time.perf_counter()
-        output = self.model(images, active.prepared.classifier)
+        output = self.model(batch.images, active.prepared.classifier,
+                            autocast_dtype=self.precision.autocast_dtype)
+        self._sync()
         timings["network"] = time.perf_counter() - mark
 
         mark = time.perf_counter()

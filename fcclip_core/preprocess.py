@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fcclip_core.config import InputConfig
+from fcclip_core.upload import PinnedStaging, image_to_device
 
 
 def resized_shape(height: int, width: int, short_edge: int, max_size: int) -> Tuple[int, int]:
@@ -96,10 +97,19 @@ class PreprocessedBatch:
         return int(self.images.shape[-2]), int(self.images.shape[-1])
 
 
-def preprocess_images(images: Sequence[np.ndarray], cfg: InputConfig) -> PreprocessedBatch:
-    """Resize, normalise and pad H x W x 3 uint8 RGB images into one network input batch."""
+def preprocess_images(images: Sequence[np.ndarray], cfg: InputConfig,
+                      device: Optional[torch.device] = None,
+                      staging: Optional[PinnedStaging] = None) -> PreprocessedBatch:
+    """Resize, normalise and pad H x W x 3 uint8 RGB images into one network input batch.
+
+    ``device``: where normalisation and padding run (default: the CPU); each resized uint8
+    image crosses to it once (through ``staging``'s pinned buffer, for a GPU)."""
     resized = [resize_shortest_edge(im, cfg.min_size_test, cfg.max_size_test) for im in images]
-    tensors = [normalize(im, cfg.pixel_mean, cfg.pixel_std) for im in resized]
+    if device is not None and device.type != "cpu":
+        tensors = [normalize(image_to_device(im, device, staging), cfg.pixel_mean, cfg.pixel_std)
+                   for im in resized]
+    else:
+        tensors = [normalize(im, cfg.pixel_mean, cfg.pixel_std) for im in resized]
     return PreprocessedBatch(
         images=pad_batch(tensors, cfg.size_divisibility),
         image_sizes=[(int(im.shape[0]), int(im.shape[1])) for im in resized],

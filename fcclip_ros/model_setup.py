@@ -53,11 +53,13 @@ def load_predictor(model_config: str, weights: str, device: str, *, allow_untrai
                    allow_download: bool = False, clip_weights: str = "",
                    input_short_side: int | None = None, max_long_side: int | None = None,
                    object_mask_threshold: float | None = None,
-                   overlap_threshold: float | None = None, cpu_threads: int | None = None) -> LoadedModel:
+                   overlap_threshold: float | None = None, cpu_threads: int | None = None,
+                   precision: str = "fp32", tf32: bool = False) -> LoadedModel:
     """Build the Predictor, turning every way this can fail into a StartupError with a clear message.
 
     Thresholds left at None keep the model config's values; ``cpu_threads`` None keeps torch's
-    thread count (it is a process-wide setting).
+    thread count (it is a process-wide setting). ``precision`` and ``tf32``: see
+    ``fcclip_core.predictor.Predictor``.
     """
     import torch
 
@@ -68,7 +70,8 @@ def load_predictor(model_config: str, weights: str, device: str, *, allow_untrai
     from fcclip_core.weights import WeightsError, WeightsNotFoundError, load_catalogue
 
     checkpoint = explicit_weights(weights)
-    options = dict(device=device, input_short_side=input_short_side, max_long_side=max_long_side)
+    options = dict(device=device, input_short_side=input_short_side, max_long_side=max_long_side,
+                   precision=precision, tf32=tf32)
     untrained_hint = "\n(for a smoke test without weights: allow_untrained:=true)"
     try:
         config = load_model_config(model_config)

@@ -58,6 +58,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "CPU threads for inference (torch intra-op threads); 0: torch's default, one per core. On a small "
               "computer, one fewer than its cores keeps frame intake and other nodes responsive",
               minimum=0, maximum=1024, runtime=True),
+    ParamSpec("precision", "fp32", str,
+              "network precision, read at configure: fp32; bf16 or fp16 (autocast, FC-CLIP's probabilities stay "
+              "float32); auto: bf16 on GPUs that have it and on CPUs with AMX, else fp32",
+              choices=("fp32", "bf16", "fp16", "auto")),
+    ParamSpec("tf32", False, bool, "allow TF32 matrix products on a CUDA device (faster, ~1e-3 relative drift)"),
     ParamSpec("input_short_side", 0, int,
               "resize the short image side to this many pixels before the model; 0: the model config's value",
               minimum=0, maximum=4096, runtime=True),
@@ -151,6 +156,8 @@ class NodeConfig:
     allow_untrained: bool
     device: str
     cpu_threads: int | None
+    precision: str
+    tf32: bool
     input_short_side: int | None
     max_long_side: int | None
     object_mask_threshold: float | None
@@ -273,7 +280,7 @@ def parse_config(values: Mapping[str, ParamValue]) -> NodeConfig:
     return NodeConfig(
         autostart=v["autostart"], model_config=v["model_config"].strip(), weights=v["weights"].strip(), clip_weights=v["clip_weights"].strip(),
         allow_download=v["allow_download"], allow_untrained=v["allow_untrained"], device=v["device"],
-        cpu_threads=positive_or_none("cpu_threads"),
+        cpu_threads=positive_or_none("cpu_threads"), precision=v["precision"], tf32=v["tf32"],
         input_short_side=positive_or_none("input_short_side"), max_long_side=positive_or_none("max_long_side"),
         object_mask_threshold=threshold("object_mask_threshold"),
         overlap_threshold=threshold("overlap_threshold"),

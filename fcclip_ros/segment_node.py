@@ -217,7 +217,8 @@ class SegmentNode(LifecycleNodeMixin, Node):
         loaded = load_predictor(
             config.model_config, config.weights, config.device, allow_untrained=config.allow_untrained,
             allow_download=config.allow_download, clip_weights=config.clip_weights,
-            max_long_side=config.max_long_side, cpu_threads=config.cpu_threads)
+            max_long_side=config.max_long_side, cpu_threads=config.cpu_threads,
+            precision=config.precision, tf32=config.tf32)
         predictor = loaded.predictor  # thresholds and input size: the model's; _apply_settings sets ours
         self._loading = predictor  # a shutdown meanwhile aborts its text encoding
         if self._stopping:

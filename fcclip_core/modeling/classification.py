@@ -12,6 +12,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from fcclip_core.precision import float32_island
+
 
 @dataclass(frozen=True)
 class TextClassifier:
@@ -66,10 +68,12 @@ class TextClassifier:
 
 
 def classification_logits(features: torch.Tensor, classifier: TextClassifier, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Logits [..., K + 1] (void last) of embeddings ``features`` [..., E]."""
-    x = F.normalize(features, dim=-1)
-    scale = torch.clamp(logit_scale.exp(), max=100)
-    row_logits = (scale * x) @ classifier.weights.T  # [..., S + 1]
+    """Logits [..., K + 1] (void last) of embeddings ``features`` [..., E], in float32 even
+    under autocast: at scale 100 a bf16 cosine (3 significant digits) would move logits by ~0.4."""
+    with float32_island(features.device):
+        x = F.normalize(features.float(), dim=-1)
+        scale = torch.clamp(logit_scale.float().exp(), max=100)
+        row_logits = (scale * x) @ classifier.weights.float().T  # [..., S + 1]
     per_class = row_logits[..., classifier.synonym_index].amax(-1)  # [..., K]
     return torch.cat([per_class, row_logits[..., -1:]], -1)
 

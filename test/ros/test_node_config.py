@@ -55,6 +55,21 @@ def test_values_are_converted() -> None:
     assert config.device == "cuda:1" and config.image_qos.reliability == "reliable"
 
 
+def test_precision_and_tf32_reach_the_config() -> None:
+    assert (parse_config({}).precision, parse_config({}).tf32) == ("fp32", False)
+    config = parse_config({"precision": "bf16", "tf32": True})
+    assert (config.precision, config.tf32) == ("bf16", True)
+    with pytest.raises(ConfigError, match="precision"):
+        parse_config({"precision": "half"})
+
+
+def test_precision_reaches_the_predictor() -> None:
+    from fcclip_ros.model_setup import load_predictor
+
+    loaded = load_predictor("fixture_tiny", "", "cpu", allow_untrained=True, precision="bf16")
+    assert loaded.untrained and loaded.predictor.precision.name == "bf16"
+
+
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config({"device": "gpu", "input_short_side": "big", "overlay_alpha": 2.0, "publish_overlay": "yes",

@@ -64,3 +64,14 @@ def test_zero_size_inputs(problem):
     for sizes in (dict(queries=0), dict(n=0), dict(points=0)):
         args = problem([(3, 4), (2, 2)], **sizes)
         torch.testing.assert_close(ms_deform_attn(*on_gpu(args)).cpu(), ms_deform_attn_reference(*args))
+
+
+def test_non_contiguous_inputs(problem):
+    """Views with strides (a transposed value, sliced locations) give the contiguous result."""
+    value, shapes, starts, locations, weights = on_gpu(problem([(6, 5), (3, 2)], n=2, queries=11))
+    strided_value = value.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides
+    wide = torch.cat([locations, locations], -1)[..., :2]  # same values, every other column
+    assert not strided_value.is_contiguous() and not wide.is_contiguous()
+    expected = ms_deform_attn(value, shapes, starts, locations, weights)
+    torch.testing.assert_close(ms_deform_attn(strided_value, shapes, starts, wide, weights), expected,
+                               rtol=0, atol=0)

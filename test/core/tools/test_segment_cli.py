@@ -78,3 +78,14 @@ def test_clear_errors(tmp_path):
     bad_vocab = run_cli(str(REPO_ROOT / "demo_images" / "coffee.jpg"), "-o", str(tmp_path), "--untrained",
                         "--model-config", "fixture_tiny", "--vocabulary", "cup", "cup")
     assert bad_vocab.returncode != 0 and "cup" in bad_vocab.stderr
+
+
+def test_precision_option(tmp_path):
+    image = str(REPO_ROOT / "demo_images" / "coffee.jpg")
+    done = run_cli(image, "-o", str(tmp_path), "--untrained", "--model-config", "fixture_tiny",
+                   "--short-side", "64", "--precision", "bf16")
+    assert done.returncode == 0, done.stderr
+    assert "precision bf16 (requested)" in done.stderr
+    assert json.loads((tmp_path / "coffee_segments.json").read_text())["height"] > 0
+    bad = run_cli(image, "-o", str(tmp_path), "--untrained", "--model-config", "fixture_tiny", "--precision", "fp8")
+    assert bad.returncode != 0 and "invalid choice: 'fp8'" in bad.stderr

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from fcclip_core.postprocess import (BandResizer, PostprocessConfig, instance_inference,
-                                     mask_logits_to_image, panoptic_inference, postprocess,
-                                     reference_instance_inference, reference_panoptic_inference,
-                                     semantic_inference)
+                                     mask_logits_to_image, panoptic_inference, postprocess)
+from fcclip_core.tools.reference_postprocess import (reference_instance_inference,
+                                                     reference_panoptic_inference,
+                                                     reference_semantic_inference)
 from fcclip_core.results import boxes_from_masks, region_stats
 
 FIXTURES = [("tiny", 0), ("tiny", 1), ("rn_tiny", 0), ("rn_tiny", 1)]
@@ -108,7 +109,7 @@ def test_band_resizer_matches_full_resize(reference_root, name, index):
 @pytest.mark.parametrize("name,index", FIXTURES)
 def test_semantic_matches_official(reference_root, name, index):
     fx = load_fixture(reference_root, name, index)
-    sem = semantic_inference(fx["logprobs"], mask_logits_to_image(fx["low"], *fx["geometry"]))
+    sem = reference_semantic_inference(fx["logprobs"], mask_logits_to_image(fx["low"], *fx["geometry"]))
     assert (sem - fx["image"]["sem_seg"]).abs().max().item() <= 1e-5
 
 
@@ -256,7 +257,7 @@ def test_lean_postprocess_equals_official_formulas(geometry):
     got = torch.cat([bands.rows(r, min(output[0], r + 13)) for r in range(0, output[0], 13)], 1)
     assert ((got - full).abs() <= 1e-6 * full.abs().clamp(min=1)).all()
 
-    sem_ref = semantic_inference(logprobs, full)
+    sem_ref = reference_semantic_inference(logprobs, full)
     assert_semantic_labels_match(sem.labels, sem_ref)
     np.testing.assert_allclose(sem.probs, sem_ref.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sem.scores, sem_ref.max(0).values.numpy(), rtol=1e-5, atol=1e-6)
