@@ -13,7 +13,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from fcclip_ros import conversions as conv
+from fcclip_ros.frame_messages import FRAME_OUTPUTS, FrameMessageOptions, frame_messages, vocabulary_messages
 from fcclip_ros.msg import SegmentArray
 from fcclip_ros.msg import Vocabulary as VocabularyMsg
 from fcclip_ros.node_config import NodeConfig, QosSettings
@@ -43,44 +43,40 @@ def import_vision_msgs() -> Any | None:
 
 
 class FrameOutputs:
-    """Publishes everything derived from one frame's Result, all stamped with the frame's header."""
+    """Publishes everything derived from one frame's Result, all stamped with the frame's header.
+
+    The messages come from ``fcclip_ros.frame_messages``, which the offline bag writer uses too.
+    """
 
     def __init__(self, node: Node, config: NodeConfig, vision_msgs: Any | None) -> None:
         qos = qos_profile(config.output_qos)
-        self._config = config
+        self.options = message_options(config)
         self._vision_msgs = vision_msgs
-        self.labels = node.create_publisher(Image, "~/labels", qos) if config.publish_labels else None
-        self.segment_ids = node.create_publisher(Image, "~/segment_ids", qos) if config.publish_segment_ids else None
-        self.segments = node.create_publisher(SegmentArray, "~/segments", qos) if config.publish_segments else None
-        self.detections = (node.create_publisher(vision_msgs.Detection2DArray, "~/detections", qos)
-                           if config.publish_detections and vision_msgs is not None else None)
-        self.overlay = node.create_publisher(Image, "~/overlay", qos) if config.publish_overlay else None
+        types = {"labels": Image, "segment_ids": Image, "segments": SegmentArray, "overlay": Image,
+                 "detections": vision_msgs.Detection2DArray if vision_msgs is not None else None}
+        self._publishers = {name: node.create_publisher(types[name], f"~/{name}", qos)
+                            for name in FRAME_OUTPUTS
+                            if getattr(self.options, name) and types[name] is not None}
+        self.overlay = self._publishers.get("overlay")
 
     @property
     def tasks(self) -> frozenset[str]:
-        """The model tasks these outputs need (everything but semantic labels comes from panoptic)."""
-        if self._config.publish_labels and self._config.labels_source == "semantic":
-            return frozenset({"panoptic", "semantic"})
-        return frozenset({"panoptic"})
+        """The model tasks these outputs need."""
+        return self.options.tasks
 
     def publish(self, result: Any, rgb: np.ndarray, header: Header) -> None:
-        panoptic = result.panoptic
-        if self.labels is not None:
-            labels = (conv.semantic_label_image(result.semantic) if self._config.labels_source == "semantic"
-                      else conv.panoptic_label_image(panoptic))
-            self.labels.publish(conv.labels_to_image(labels, header))
-        if self.segment_ids is not None:
-            self.segment_ids.publish(conv.segment_ids_to_image(panoptic.segment_ids, header))
-        if self.segments is not None:
-            self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header))
-        if self.detections is not None:
-            self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs))
-        if self.overlay is not None and self.overlay.get_subscription_count() > 0:
-            from fcclip_core.visualize import overlay
+        with_overlay = self.overlay is not None and self.overlay.get_subscription_count() > 0
+        messages = frame_messages(result, rgb, header, self.options, self._vision_msgs, include_overlay=with_overlay)
+        for name, message in messages.items():
+            self._publishers[name].publish(message)
 
-            picture = overlay(rgb, panoptic, alpha=self._config.overlay_alpha,
-                              draw_labels=self._config.overlay_labels)
-            self.overlay.publish(conv.rgb_to_image(picture, header))
+
+def message_options(config: NodeConfig) -> FrameMessageOptions:
+    """The node's ``publish_*`` / labels / overlay parameters as frame-message options."""
+    return FrameMessageOptions(
+        labels=config.publish_labels, segment_ids=config.publish_segment_ids, segments=config.publish_segments,
+        detections=config.publish_detections, overlay=config.publish_overlay, labels_source=config.labels_source,
+        overlay_alpha=config.overlay_alpha, overlay_labels=config.overlay_labels)
 
 
 class VocabularyOutputs:
@@ -95,6 +91,7 @@ class VocabularyOutputs:
 
     def publish(self, vocabulary: Any, version: int) -> None:
         header = Header(stamp=self._node.get_clock().now().to_msg())
-        self.vocabulary.publish(conv.vocabulary_message(vocabulary, version, header))
+        messages = vocabulary_messages(vocabulary, version, header, self._vision_msgs)
+        self.vocabulary.publish(messages["vocabulary"])
         if self.label_info is not None:
-            self.label_info.publish(conv.label_info(vocabulary, header, self._vision_msgs))
+            self.label_info.publish(messages["label_info"])
