@@ -114,6 +114,11 @@ def segment_chunk(predictor: Any, unit: McapChunkUnit, progress: ProgressCallbac
             message_type, decode = _INPUT_TYPES[schema.name]
             try:
                 image = deserialize_message(message.data, message_type)
+            except Exception as exc:  # rclpy reports malformed CDR with several exception types
+                report.skipped[f"{channel.topic}: malformed message ({type(exc).__name__})"] += 1
+                progress(1)
+                continue
+            try:
                 rgb = decode(image)
             except FrameError as exc:
                 report.skipped[f"{channel.topic}: {str(exc).split(';')[0]}"] += 1

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from pathlib import Path
 from typing import Any, Callable
 
-from fcclip_core.jobs.plan import JobOptions, finish_recordings, plan_job
+from fcclip_core.jobs.api import NothingToDo, segment_files
+from fcclip_core.jobs.plan import JobOptions
 from fcclip_core.jobs.predictor_spec import PredictorSpec
-from fcclip_core.jobs.report import UnitReport, format_summary
+from fcclip_core.jobs.ray_runner import RayOptions
+from fcclip_core.jobs.report import format_summary
 from fcclip_core.jobs.units import BagOutputOptions
 
 log = logging.getLogger("fcclip-segment")
@@ -73,32 +73,20 @@ def run_job(args: argparse.Namespace, spec: PredictorSpec, build_predictor: Call
     model_key = repr((spec.model_config, str(spec.weights), spec.untrained, spec.input_short_side,
                       spec.max_long_side, spec.vocabulary))
     options = job_options(args, model_key)
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    job = plan_job(args.inputs, options)
-    for source, message in job.failures.items():
-        log.error("%s", message)
-    for output in job.finished:
+    ray = None
+    if args.ray:
+        ray = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
+                         cpus_per_worker=args.ray_cpus_per_worker, gpus_per_worker=args.ray_gpus_per_worker,
+                         retries=args.retries)
+    try:
+        outcome = segment_files(args.inputs, spec, options, ray, build_predictor)
+    except NothingToDo as exc:
+        raise SystemExit(f"fcclip-segment: {exc}") from None
+    for output in outcome.already_done:
         log.info("%s exists: already done (delete it to segment again)", output)
-    if not job.units and not job.finished:
-        raise SystemExit("fcclip-segment: nothing to segment" + ("" if not job.failures else
-                         f" ({len(job.failures)} input(s) could not be used, see above)"))
-    started = time.perf_counter()
-    report = UnitReport()
-    if job.units and args.ray:
-        from fcclip_core.jobs.ray_runner import RayOptions, run_ray
-
-        ray_options = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
-                                 cpus_per_worker=args.ray_cpus_per_worker, gpus_per_worker=args.ray_gpus_per_worker,
-                                 retries=args.retries)
-        report = run_ray(spec, job.units, job.failures, ray_options)
-    elif job.units:
-        from fcclip_core.jobs.local_runner import run_local
-
-        report = run_local(build_predictor(spec), job.units, job.failures)
-    for output, messages in finish_recordings(job).items():
+    for output, messages in outcome.recordings.items():
         print(f"wrote {output} ({messages} messages)")
-    if report.image_outputs:
-        print(f"wrote results of {report.image_outputs} image(s) to {options.output_dir.resolve()}")
-    print(format_summary(report, time.perf_counter() - started, job.failures))
-    return 1 if job.failures else 0
-
+    if outcome.report.image_outputs:
+        print(f"wrote results of {outcome.report.image_outputs} image(s) to {options.output_dir.resolve()}")
+    print(format_summary(outcome.report, outcome.wall_s, outcome.failures))
+    return 1 if outcome.failures else 0

@@ -58,8 +58,7 @@ def run_ray(spec: PredictorSpec, units: Sequence[WorkUnit], failures: dict[str, 
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}} if options.address is None else None)
+        ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING)
     try:
         actor_class = ray.remote(max_restarts=options.retries, max_task_retries=options.retries)(SegmentWorker)
         gpus = options.gpus_per_worker

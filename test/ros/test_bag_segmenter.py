@@ -25,7 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from fcclip_core.jobs.predictor_spec import PredictorSpec
 from fcclip_core.vocabulary import parse_vocabulary
 from fcclip_ros.conversions import compressed_to_rgb, image_to_rgb, panoptic_label_image
-from fcclip_ros.msg import SegmentArray, Vocabulary
+from fcclip_ros.msg import SegmentArray
 
 from ..core.jobs.recordings import compressed_image, demo_rgb, raw_image, write_recording
 

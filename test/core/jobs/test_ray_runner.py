@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from .recordings import compressed_image, demo_rgb, raw_image, write_recording
