@@ -22,12 +22,16 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from fcclip_core.jobs.cli import add_job_arguments
+
+if TYPE_CHECKING:
+    from fcclip_core.jobs.predictor_spec import PredictorSpec
+    from fcclip_core.predictor import Predictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"}
@@ -185,12 +189,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_job(args, spec, build_predictor)
 
 
-def build_predictor(spec):
+def build_predictor(spec: "PredictorSpec") -> "Predictor":
     """The Predictor of ``spec``; a bad model config, weights or vocabulary ends the program with its reason."""
     try:
         return spec.build()
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SystemExit(f"fcclip-segment: {exc}") from None
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ import pytest
 import torch
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
+from rclpy._rclpy_pybind11 import RMWError
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -56,9 +57,14 @@ def ros_messages(path: Path) -> list[tuple[str, int, object]]:
 
     Compared as messages, not bytes: the CDR padding bytes rclpy writes are not initialised.
     """
+    def decode(schema, message) -> object:
+        try:
+            return deserialize_message(message.data, message_class(schema.name))
+        except RMWError:  # the malformed input message, copied as it was
+            return bytes(message.data)
+
     with path.open("rb") as stream:
-        return [(c.topic, m.log_time, deserialize_message(m.data, message_class(s.name)))
-                for s, c, m in make_reader(stream).iter_messages()]
+        return [(c.topic, m.log_time, decode(s, m)) for s, c, m in make_reader(stream).iter_messages()]
 
 
 def message_class(name: str) -> type:
@@ -78,6 +84,8 @@ def camera_recording(path: Path, frames: int = 4) -> tuple[Path, dict]:
         bayer = Image(header=front.header, height=8, width=8, encoding="bayer_rggb8", step=8, data=bytes(64))
         entries += [("/front/image_raw", T0 + k * 100 * MS, front), ("/rear/image/compressed", T0 + k * 100 * MS + 1, rear),
                     ("/ir/image_raw", T0 + k * 100 * MS + 2, bayer)]
+        if k == 0:  # a message cut short in the recording
+            entries.append(("/ir/image_raw", T0 + 3, (Image, b"\x00\x01\x00\x00\x05")))
         inputs[("/front/image_raw", T0 + k * 100 * MS)] = rgb
         inputs[("/rear/image/compressed", T0 + k * 100 * MS + 1)] = rgb[:, ::-1]
     return write_recording(path, entries), inputs
@@ -99,6 +107,7 @@ def test_a_recording_becomes_the_nodes_messages(reference_root, tmp_path, predic
     done = run_cli(str(source), "-o", str(out), *model_args(reference_root), "--chunk-seconds", "0.15")
     assert done.returncode == 0, done.stderr
     assert "skipped 4 frame(s): /ir/image_raw: unsupported encoding 'bayer_rggb8'" in done.stdout
+    assert "skipped 1 frame(s): /ir/image_raw: malformed message (RMWError)" in done.stdout
     assert "segmented 8 frame(s)" in done.stdout and "segments per class:" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["drive.mcap"], "no parts or temporary files are left"
 
@@ -108,8 +117,9 @@ def test_a_recording_becomes_the_nodes_messages(reference_root, tmp_path, predic
 
     # Decoded without ROS, from the message definitions stored in the file.
     with (out / "drive.mcap").open("rb") as stream:
-        decoded = [(c.topic, s.name, d) for s, c, _, d in
-                   make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages()]
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        readable = [c.topic for c in reader.get_summary().channels.values() if c.topic != "/ir/image_raw"]
+        decoded = [(c.topic, s.name, d) for s, c, _, d in reader.iter_decoded_messages(topics=readable)]
     schemas = {topic: name for topic, name, _ in decoded}
     assert schemas["/fcclip/front/image_raw/segments"] == "fcclip_ros/msg/SegmentArray"
     assert schemas["/fcclip/rear/image/compressed/detections"] == "vision_msgs/msg/Detection2DArray"
@@ -119,6 +129,7 @@ def test_a_recording_becomes_the_nodes_messages(reference_root, tmp_path, predic
     vocabulary = next(d for t, _, d in decoded if t == "/fcclip/vocabulary")
     assert list(vocabulary.labels) == ["cat", "person", "carpet", "wall"] and vocabulary.version == 1
     assert not any(t.startswith("/fcclip/ir/") for t in schemas), "skipped frames have no outputs"
+    assert "/ir/image_raw" in {t for t, _, _ in written}, "the skipped topic is still copied"
 
     # Decoded by rclpy: labels are the Predictor's, headers are the inputs'.
     by_key = {(topic, log_time): data for topic, log_time, data in written}

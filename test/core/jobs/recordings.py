@@ -40,16 +40,21 @@ def compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -
 
 
 def write_recording(path: Path, messages: Iterable[tuple[str, int, object]], profile: str = "ros2") -> Path:
-    """An MCAP file of (topic, log time ns, ROS message) as ros2 bag record writes it."""
+    """An MCAP file of (topic, log time ns, ROS message) as ros2 bag record writes it.
+
+    A message given as (message class, bytes) is stored as those bytes (for malformed data).
+    """
     with path.open("wb") as stream:
         writer = Writer(stream)
         writer.start(profile=profile, library="test")
         channels: dict[str, int] = {}
         for topic, log_time, message in messages:
+            message_class, data = message if isinstance(message, tuple) else (type(message), None)
             if topic not in channels:
-                name = type_name(type(message))
+                name = type_name(message_class)
                 schema = writer.register_schema(name, "ros2msg", complete_definition(name).encode())
                 channels[topic] = writer.register_channel(topic, "cdr", schema, {"offered_qos_profiles": OUTPUT_QOS})
-            writer.add_message(channels[topic], log_time=log_time, data=serialize_message(message), publish_time=log_time)
+            data = serialize_message(message) if data is None else data
+            writer.add_message(channels[topic], log_time=log_time, data=data, publish_time=log_time)
         writer.finish()
     return path
