@@ -18,7 +18,7 @@ from fcclip_core.jobs.report import format_summary
 from fcclip_core.jobs.units import BagOutputOptions
 
 log = logging.getLogger("fcclip-segment")
-BAG_OUTPUTS = ("labels", "segment_ids", "segments", "detections", "overlay")
+BAG_OUTPUTS = BagOutputOptions().outputs
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from fcclip_core.jobs.report import UnitReport
 from fcclip_core.jobs.units import FramesUnit, ProgressCallback
@@ -19,7 +20,7 @@ def done_marker(output_dir: Path, name: str) -> Path:
     return output_dir / f"{name}_segments.json"
 
 
-def segment_frames(predictor, unit: FramesUnit, progress: ProgressCallback) -> UnitReport:
+def segment_frames(predictor: Any, unit: FramesUnit, progress: ProgressCallback) -> UnitReport:
     """Segment every sampled frame of ``unit.source`` that has no complete outputs yet."""
     from fcclip_core.tools.segment import iter_frames, write_outputs
 

@@ -10,6 +10,7 @@ from fcclip_core.jobs.units import WorkUnit, run_unit
 
 def run_local(predictor: Any, units: Sequence[WorkUnit], failures: dict[str, str]) -> UnitReport:
     """Run ``units`` (consecutive units of one file share a bar); a failing file is recorded, not fatal."""
+    from mcap.exceptions import McapError
     from tqdm import tqdm
 
     total = UnitReport()
@@ -19,7 +20,7 @@ def run_local(predictor: Any, units: Sequence[WorkUnit], failures: dict[str, str
             for unit in group:
                 try:
                     total.merge(run_unit(predictor, unit, bar.update))
-                except (OSError, ValueError, RuntimeError) as exc:
+                except (OSError, ValueError, RuntimeError, McapError) as exc:  # this file fails, the job goes on
                     failures[str(file)] = f"{type(exc).__name__}: {exc}"
                     break
     return total

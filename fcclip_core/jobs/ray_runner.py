@@ -91,21 +91,35 @@ def _drive(ray: Any, actors: list, units: Sequence[WorkUnit], failures: dict[str
                 actor = idle.pop()
                 attempts[index] += 1
                 running[actor.run.remote(unit)] = (index, actor)
+            if not running:  # every actor is gone for good
+                for _, unit in pending:
+                    failures.setdefault(str(unit.file), "no Ray worker left (all failed beyond their restarts)")
+                break
             done, _ = ray.wait(list(running), num_returns=1)
             index, actor = running.pop(done[0])
             unit = units[index]
-            idle.append(actor)
             try:
                 report = ray.get(done[0])
-            except Exception as exc:  # a task error or an actor that stayed dead: retry elsewhere
-                if attempts[index] <= retries:
-                    log.warning("ray: %s failed (%s); retrying (%d of %d)", unit.file.name, type(exc).__name__,
-                                attempts[index], retries)
-                    pending.append((index, unit))
-                else:
-                    failures[str(unit.file)] = f"failed {attempts[index]} time(s) on Ray: {exc}"
+            except ray.exceptions.RayActorError as exc:  # dead beyond its restarts: retire it, retry elsewhere
+                _retry_or_fail(unit, index, attempts, retries, pending, failures, exc)
                 continue
+            except Exception as exc:  # the task itself failed (after Ray's own retries)
+                idle.append(actor)
+                _retry_or_fail(unit, index, attempts, retries, pending, failures, exc)
+                continue
+            idle.append(actor)
             total.merge(report)
             bar.update(unit.frames)
             bar.set_postfix_str(unit.file.name)
     return total
+
+
+def _retry_or_fail(unit: WorkUnit, index: int, attempts: dict[int, int], retries: int, pending: list,
+                   failures: dict[str, str], error: Exception) -> None:
+    """Queue ``unit`` again, or record its file as failed when its attempts are used up."""
+    if attempts[index] <= retries:
+        log.warning("ray: %s failed (%s); retrying (%d of %d)", unit.file.name, type(error).__name__,
+                    attempts[index], retries)
+        pending.append((index, unit))
+    else:
+        failures[str(unit.file)] = f"failed {attempts[index]} time(s) on Ray: {error}"

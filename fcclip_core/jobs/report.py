@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -16,7 +17,7 @@ class UnitReport:
     resumed: int = 0  # frames whose outputs an earlier run had already written
     image_outputs: int = 0  # frames with per-image output files (images, video frames), resumed included
 
-    def add_result(self, result, seconds: float) -> None:
+    def add_result(self, result: Any, seconds: float) -> None:
         """Count one segmented frame."""
         self.frames += 1
         self.inference_s += seconds
@@ -36,7 +37,7 @@ def format_summary(report: UnitReport, wall_s: float, failures: dict[str, str]) 
     """The human summary printed at the end of a job."""
     rates = []
     if report.frames and wall_s > 0:
-        rates.append(f"{report.frames / wall_s:.2f} frames/s overall")
+        rates.append(f"{report.frames / wall_s:.2f} frames/s including start-up")
     if report.frames:
         rates.append(f"{report.inference_s / report.frames:.3f} s per frame in the model")
     lines = [f"segmented {report.frames} frame(s) in {wall_s:.1f} s" + (f" ({', '.join(rates)})" if rates else "")]
