@@ -192,6 +192,7 @@ setup(
         "fcclip_core": ["configs/*.yaml", "data/*", "ops/csrc/*", "ops/csrc/*/*", "data/eval_vocabularies/*.json"],
     },
     ext_modules=extensions,
+    extras_require={"ray": ["ray>=2.40"]},
     cmdclass={"build": BuildAll, "build_ros_interfaces": BuildRosInterfaces, **extension_commands},
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from fcclip_ros import conversions as conv
+from fcclip_ros.frame_messages import FRAME_OUTPUTS, FrameMessageOptions, frame_messages, vocabulary_messages
 from fcclip_ros.msg import SegmentArray
 from fcclip_ros.msg import Vocabulary as VocabularyMsg
 from fcclip_ros.node_config import NodeConfig, QosSettings
@@ -44,51 +44,48 @@ def import_vision_msgs() -> Any | None:
 
 
 def frame_tasks(config: NodeConfig) -> frozenset[str]:
-    """The model tasks the enabled outputs need (everything but semantic labels comes from panoptic)."""
-    if config.publish_labels and config.labels_source == "semantic":
-        return frozenset({"panoptic", "semantic"})
-    return frozenset({"panoptic"})
+    """The model tasks the enabled outputs need."""
+    return message_options(config).tasks
 
 
 class FrameOutputs:
-    """Publishes everything derived from one frame's Result, all stamped with the frame's header."""
+    """Publishes everything derived from one frame's Result, all stamped with the frame's header.
+
+    The messages come from ``fcclip_ros.frame_messages``, which the offline bag writer uses too.
+    """
 
     def __init__(self, node: Any, config: NodeConfig, vision_msgs: Any | None) -> None:
         """``node``: a lifecycle node (its ``create_lifecycle_publisher`` makes the publishers)."""
         qos = qos_profile(config.output_qos)
         self._node = node
         self._vision_msgs = vision_msgs
-        self.labels = node.create_lifecycle_publisher(Image, "~/labels", qos)
-        self.segment_ids = node.create_lifecycle_publisher(Image, "~/segment_ids", qos)
-        self.segments = node.create_lifecycle_publisher(SegmentArray, "~/segments", qos)
-        self.detections = (node.create_lifecycle_publisher(vision_msgs.Detection2DArray, "~/detections", qos)
-                           if vision_msgs is not None else None)
-        self.overlay = node.create_lifecycle_publisher(Image, "~/overlay", qos)
+        types = {"labels": Image, "segment_ids": Image, "segments": SegmentArray, "overlay": Image,
+                 "detections": vision_msgs.Detection2DArray if vision_msgs is not None else None}
+        # Every output topic exists once configured: which ones publish is a run-time setting.
+        self._publishers = {name: node.create_lifecycle_publisher(types[name], f"~/{name}", qos)
+                            for name in FRAME_OUTPUTS if types[name] is not None}
+        self.overlay = self._publishers["overlay"]
 
     def destroy(self) -> None:
         """Remove the publishers from the node (cleanup)."""
-        for publisher in (self.labels, self.segment_ids, self.segments, self.detections, self.overlay):
-            if publisher is not None:
-                self._node.destroy_lifecycle_publisher(publisher)
+        for publisher in self._publishers.values():
+            self._node.destroy_lifecycle_publisher(publisher)
 
     def publish(self, result: Any, rgb: np.ndarray, header: Header, config: NodeConfig) -> None:
         """Publish the outputs ``config`` enables (the settings of this frame)."""
-        panoptic = result.panoptic
-        if config.publish_labels:
-            labels = (conv.semantic_label_image(result.semantic) if config.labels_source == "semantic"
-                      else conv.panoptic_label_image(panoptic))
-            self.labels.publish(conv.labels_to_image(labels, header))
-        if config.publish_segment_ids:
-            self.segment_ids.publish(conv.segment_ids_to_image(panoptic.segment_ids, header))
-        if config.publish_segments:
-            self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header))
-        if config.publish_detections and self.detections is not None:
-            self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs))
-        if config.publish_overlay and self.overlay.get_subscription_count() > 0:
-            from fcclip_core.visualize import overlay
+        options = message_options(config)
+        with_overlay = options.overlay and self.overlay.get_subscription_count() > 0
+        messages = frame_messages(result, rgb, header, options, self._vision_msgs, include_overlay=with_overlay)
+        for name, message in messages.items():
+            self._publishers[name].publish(message)
 
-            picture = overlay(rgb, panoptic, alpha=config.overlay_alpha, draw_labels=config.overlay_labels)
-            self.overlay.publish(conv.rgb_to_image(picture, header))
+
+def message_options(config: NodeConfig) -> FrameMessageOptions:
+    """The node's ``publish_*`` / labels / overlay parameters as frame-message options."""
+    return FrameMessageOptions(
+        labels=config.publish_labels, segment_ids=config.publish_segment_ids, segments=config.publish_segments,
+        detections=config.publish_detections, overlay=config.publish_overlay, labels_source=config.labels_source,
+        overlay_alpha=config.overlay_alpha, overlay_labels=config.overlay_labels)
 
 
 class VocabularyOutputs:
@@ -108,6 +105,7 @@ class VocabularyOutputs:
 
     def publish(self, vocabulary: Any, version: int) -> None:
         header = Header(stamp=self._node.get_clock().now().to_msg())
-        self.vocabulary.publish(conv.vocabulary_message(vocabulary, version, header))
+        messages = vocabulary_messages(vocabulary, version, header, self._vision_msgs)
+        self.vocabulary.publish(messages["vocabulary"])
         if self.label_info is not None:
-            self.label_info.publish(conv.label_info(vocabulary, header, self._vision_msgs))
+            self.label_info.publish(messages["label_info"])

@@ -1,15 +1,18 @@
-"""fcclip-segment: segment image files, folders of images or videos with a given vocabulary.
+"""fcclip-segment: segment image files, videos, ROS 2 recordings or folders of them with a given vocabulary.
 
 For every image (or sampled video frame) it writes, into the output folder:
   <name>_overlay.png    the image with coloured panoptic segments and their labels
   <name>_segments.json  image size, vocabulary, segments (id, class, label, score, area, bbox,
                         centroid), instances (class, score, bbox) and timings
   <name>_panoptic.png   16-bit segment-id image (0 = none), ids as in the JSON
+For every ROS 2 recording (.mcap) it writes <name>.mcap: the chosen image topics plus the live
+node's outputs (labels, segment ids, segments, detections, overlay, vocabulary) per image topic.
 
 Examples:
   fcclip-segment photo.jpg -o out/ --model-config convnext_large --weights fcclip_cocopan.pth \\
       --clip-weights open_clip_pytorch_model.bin --vocabulary "person, people" "floor" --stuff floor
   fcclip-segment frames/ drive.mp4 -o out/ --model-config fixture_tiny --weights tiny/weights.pth
+  fcclip-segment run.mcap -o out/ --model-config rn50 --topics /camera/image_raw --every 5 --ray
 """
 from __future__ import annotations
 
@@ -19,11 +22,16 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
-import torch
+
+from fcclip_core.jobs.cli import add_job_arguments
+
+if TYPE_CHECKING:
+    from fcclip_core.jobs.predictor_spec import PredictorSpec
+    from fcclip_core.predictor import Predictor
 
 from fcclip_core.compilation import COMPILE_MODES
 from fcclip_core.precision import PRECISIONS
@@ -122,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fcclip-segment", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files, folders of images, or videos")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="image files, videos, ROS 2 recordings (.mcap), or folders of them")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the results (created)")
     parser.add_argument("--model-config", default="convnext_large",
                         help="a shipped model config name or a YAML file (default: convnext_large)")
@@ -155,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch.compile the network (off by default: slow start; for a fixed image size)")
     parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
+    add_job_arguments(parser)
     return parser
 
 
@@ -166,10 +176,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path in args.inputs:
         if not path.exists():
             raise SystemExit(f"fcclip-segment: no such file or folder: {path}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    from fcclip_core.predictor import Predictor
+    from fcclip_core.jobs.cli import run_job
+    from fcclip_core.jobs.predictor_spec import PredictorSpec
     from fcclip_core.vocabulary import load_vocabulary_file, parse_vocabulary
 
     try:
@@ -178,31 +187,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             vocabulary = parse_vocabulary(args.vocabulary, stuff=args.stuff)
         elif args.vocabulary_file:
             vocabulary = load_vocabulary_file(args.vocabulary_file)
-        predictor = Predictor.from_config(
-            args.model_config, args.weights, clip_weights=args.clip_weights, allow_download=args.download,
-            device=args.device,
-            untrained=args.untrained, input_short_side=args.short_side, max_long_side=args.max_long_side,
-            vocabulary=vocabulary, precision=args.precision, tf32=args.tf32,
-            compile_mode=args.compile)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"fcclip-segment: {exc}") from None
+    spec = PredictorSpec(
+        args.model_config, args.weights, clip_weights=args.clip_weights, allow_download=args.download,
+        device=args.device, untrained=args.untrained, input_short_side=args.short_side,
+        max_long_side=args.max_long_side, vocabulary=vocabulary, threads=args.threads,
+        precision=args.precision, tf32=args.tf32, compile_mode=args.compile)
+    if args.untrained:
+        log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")
+    return run_job(args, spec, build_predictor)
+
+
+def build_predictor(spec: "PredictorSpec") -> "Predictor":
+    """The Predictor of ``spec``; a bad model config, weights or vocabulary ends the program with its reason."""
+    try:
+        predictor = spec.build()
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SystemExit(f"fcclip-segment: {exc}") from None
     log.info("precision %s (%s)", predictor.precision.name, predictor.precision.reason)
-    if args.untrained:
-        log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")
-
-    args.output.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for name, rgb in iter_frames(args.inputs, args.video_stride, args.max_frames):
-        result = predictor.predict(rgb)
-        written = write_outputs(result, rgb, name, args.output)
-        segments = len(result.panoptic.segments) if result.panoptic else 0
-        log.info("%s: %dx%d, %d segments, %.2f s -> %s", name, rgb.shape[1], rgb.shape[0], segments,
-                 result.timings["total"], ", ".join(p.name for p in written))
-        count += 1
-    if count == 0:
-        raise SystemExit("fcclip-segment: nothing to segment")
-    print(f"wrote results of {count} image(s) to {args.output.resolve()}")
-    return 0
+    return predictor
 
 
 if __name__ == "__main__":
