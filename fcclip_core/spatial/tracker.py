@@ -16,7 +16,7 @@ are never reused within one tracker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -237,6 +237,14 @@ class SegmentTracker:
             track.offset = np.zeros(2)
         track.hits += 1
         track.missed = 0
+
+    def update_result(self, result: Any, stamp: float | None = None,
+                      positions_3d: Mapping[int, Sequence[float]] | None = None) -> FrameTracks:
+        """``update`` for a ``Predictor`` result (its panoptic segments and vocabulary version)."""
+        if result.panoptic is None:
+            raise ValueError("tracking needs the panoptic result: predict with the 'panoptic' task")
+        return self.update(result.panoptic, stamp=stamp,
+                           vocabulary_version=result.vocabulary_version, positions_3d=positions_3d)
 
     def _associate(self, things: list, masks: np.ndarray, positions: list[np.ndarray | None],
                    predicted: list[np.ndarray]) -> dict[int, int]:

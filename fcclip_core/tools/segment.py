@@ -3,7 +3,8 @@
 For every image (or sampled video frame) it writes, into the output folder:
   <name>_overlay.png    the image with coloured panoptic segments and their labels
   <name>_segments.json  image size, vocabulary, segments (id, class, label, score, area, bbox,
-                        centroid), instances (class, score, bbox) and timings
+                        centroid; track_id for video frames), instances (class, score, bbox)
+                        and timings
   <name>_panoptic.png   16-bit segment-id image (0 = none), ids as in the JSON
 
 Examples:
@@ -31,8 +32,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"}
 log = logging.getLogger("fcclip-segment")
 
 
-def iter_frames(inputs: Sequence[Path], video_stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 image) for every image file, image inside a folder, or sampled video frame."""
+def iter_frames(inputs: Sequence[Path], video_stride: int,
+                max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray, Optional[Path]]]:
+    """(name, RGB uint8 image, the video it is from or None) for every image file, image inside a
+    folder, or sampled video frame."""
     for path in inputs:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
@@ -45,10 +48,11 @@ def iter_frames(inputs: Sequence[Path], video_stride: int, max_frames: Optional[
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise SystemExit(f"fcclip-segment: cannot read image {path}")
-            yield path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
 
 
-def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
+def _video_frames(path: Path, stride: int,
+                  max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray, Optional[Path]]]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise SystemExit(f"fcclip-segment: cannot open video {path}")
@@ -60,7 +64,7 @@ def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterato
                 break
             if index % stride == 0:
                 produced += 1
-                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), path
             index += 1
     finally:
         capture.release()
@@ -68,8 +72,9 @@ def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterato
         log.warning("%s: no frames decoded", path)
 
 
-def result_to_json(result, name: str) -> dict:
-    """The JSON document of one result (everything but the pixel maps)."""
+def result_to_json(result, name: str, track_ids: Optional[dict[int, int]] = None) -> dict:
+    """The JSON document of one result (everything but the pixel maps); ``track_ids`` (segment
+    id -> track id) adds each segment's ``track_id``."""
     vocab = result.vocabulary
     doc: dict = {
         "image": name,
@@ -84,6 +89,9 @@ def result_to_json(result, name: str) -> dict:
     }
     if result.panoptic is not None:
         doc["segments"] = [asdict(segment) for segment in result.panoptic.segments]
+        if track_ids is not None:
+            for segment in doc["segments"]:
+                segment["track_id"] = track_ids.get(segment["id"], 0)
     if result.instances is not None:
         inst = result.instances
         doc["instances"] = [
@@ -94,7 +102,8 @@ def result_to_json(result, name: str) -> dict:
     return doc
 
 
-def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path) -> list[Path]:
+def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path,
+                  track_ids: Optional[dict[int, int]] = None) -> list[Path]:
     from fcclip_core.visualize import overlay
 
     written = []
@@ -110,7 +119,7 @@ def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path) -> list[
         cv2.imwrite(str(path), ids.astype(np.uint16))
         written.append(path)
     path = output_dir / f"{name}_segments.json"
-    path.write_text(json.dumps(result_to_json(result, name), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(result_to_json(result, name, track_ids), indent=1), encoding="utf-8")
     written.append(path)
     return written
 
@@ -146,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
+    parser.add_argument("--no-track", action="store_true",
+                        help="do not give video frames' segments track ids (default: one tracker per video; "
+                             "a new thing's id is 0 until it was seen in 2 frames)")
     return parser
 
 
@@ -180,10 +192,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.warning("UNTRAINED model (random weights): the masks and labels mean nothing")
 
     args.output.mkdir(parents=True, exist_ok=True)
+    from fcclip_core.spatial.tracker import SegmentTracker
+
     count = 0
-    for name, rgb in iter_frames(args.inputs, args.video_stride, args.max_frames):
+    tracked_video, tracker = None, SegmentTracker()
+    for name, rgb, video in iter_frames(args.inputs, args.video_stride, args.max_frames):
         result = predictor.predict(rgb)
-        written = write_outputs(result, rgb, name, args.output)
+        track_ids = None
+        if video is not None and not args.no_track:
+            if video != tracked_video:
+                tracked_video, tracker = video, SegmentTracker()
+            track_ids = tracker.update_result(result).track_of_segment
+        written = write_outputs(result, rgb, name, args.output, track_ids)
         segments = len(result.panoptic.segments) if result.panoptic else 0
         log.info("%s: %dx%d, %d segments, %.2f s -> %s", name, rgb.shape[1], rgb.shape[0], segments,
                  result.timings["total"], ", ".join(p.name for p in written))
