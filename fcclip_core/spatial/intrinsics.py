@@ -46,6 +46,8 @@ class PinholeIntrinsics:
         matrix = np.asarray(k, dtype=np.float64).reshape(-1)
         if matrix.size != 9:
             raise IntrinsicsError(f"K must have 9 entries, got {matrix.size}")
+        if not matrix.any():
+            raise IntrinsicsError("K is all zeros: the camera is not calibrated")
         if matrix[8] == 0 or not np.isfinite(matrix).all():
             raise IntrinsicsError(f"K must be finite with K[2][2] != 0, got {matrix.tolist()}")
         matrix = matrix / matrix[8]
