@@ -5,7 +5,7 @@ expensive outputs (the overlay) are only computed while someone subscribes.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from rclpy.node import Node
@@ -63,7 +63,11 @@ class FrameOutputs:
             return frozenset({"panoptic", "semantic"})
         return frozenset({"panoptic"})
 
-    def publish(self, result: Any, rgb: np.ndarray, header: Header) -> None:
+    def publish(self, result: Any, rgb: np.ndarray, header: Header,
+                tracks: Mapping[int, int] | None = None,
+                geometry: Mapping[int, Any] | None = None) -> None:
+        """``tracks`` (segment id -> track id) and ``geometry`` (segment id -> 3D) fill the
+        SegmentArray's track and 3D fields and the detections' ids."""
         panoptic = result.panoptic
         if self.labels is not None:
             labels = (conv.semantic_label_image(result.semantic) if self._config.labels_source == "semantic"
@@ -72,9 +76,10 @@ class FrameOutputs:
         if self.segment_ids is not None:
             self.segment_ids.publish(conv.segment_ids_to_image(panoptic.segment_ids, header))
         if self.segments is not None:
-            self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header))
+            self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header,
+                                                     tracks, geometry))
         if self.detections is not None:
-            self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs))
+            self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs, tracks))
         if self.overlay is not None and self.overlay.get_subscription_count() > 0:
             from fcclip_core.visualize import overlay
 

@@ -32,6 +32,7 @@ from fcclip_ros import conversions as conv
 from fcclip_ros.model_setup import StartupError, inference_threads, load_predictor
 from fcclip_ros.node_config import PARAMETERS, SPECS, ConfigError, NodeConfig, parse_config
 from fcclip_ros.outputs import FrameOutputs, VocabularyOutputs, import_vision_msgs, qos_profile
+from fcclip_ros.spatial_outputs import SpatialOutputs
 from fcclip_ros.srv import SetVocabulary
 from fcclip_ros.vocabulary_source import RequestLimits, as_request, initial_vocabulary, parse_request, save_state
 from fcclip_ros.worker import FrameStats, InferenceWorker, StatsSnapshot
@@ -84,6 +85,9 @@ class SegmentNode(Node):
         if vision_msgs is None and config.publish_detections:
             self.get_logger().info("vision_msgs is not installed: ~/detections and ~/label_info are off")
         self._outputs = FrameOutputs(self, config, vision_msgs)
+        image_qos = qos_profile(config.image_qos)
+        self._spatial = SpatialOutputs(self, config.spatial, image_qos, qos_profile(config.output_qos),
+                                       vision_msgs)
         self._vocabulary_outputs = VocabularyOutputs(self, vision_msgs)
         self._stats = FrameStats(window=config.stats_window)
         self._worker: InferenceWorker[PendingFrame] = InferenceWorker(self._process, self._stats, self._on_error)
@@ -96,7 +100,6 @@ class SegmentNode(Node):
         self.create_timer(config.diagnostics_period, self._publish_diagnostics)
         self.create_service(SetVocabulary, "~/set_vocabulary", self._on_set_vocabulary,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        image_qos = qos_profile(config.image_qos)
         frames = MutuallyExclusiveCallbackGroup()
         if config.image_transport == "compressed":
             self._subscription = self.create_subscription(
@@ -150,6 +153,7 @@ class SegmentNode(Node):
     # ------------------------------------------------------------------ frames
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
+        self._spatial.expect(msg.header)
         self._worker.submit(PendingFrame(msg, time.monotonic()))
 
     def _decode(self, msg: Image | CompressedImage) -> Any:
@@ -169,7 +173,8 @@ class SegmentNode(Node):
         inference = time.monotonic() - started
         if self._worker.stopping:
             return
-        self._outputs.publish(result, rgb, frame.msg.header)
+        spatial = self._spatial.process(result, frame.msg.header)
+        self._outputs.publish(result, rgb, frame.msg.header, spatial.tracks, spatial.geometry)
         self._stats.count_processed(time.monotonic() - frame.received, inference)
 
     def _on_error(self, error: Exception) -> None:
@@ -258,6 +263,7 @@ class SegmentNode(Node):
             **{f"latency_{k}_ms": f"{v:.1f}" for k, v in snap.latency_ms.items()},
             **{f"inference_{k}_ms": f"{v:.1f}" for k, v in snap.inference_ms.items()},
             "last_error": snap.last_error,
+            **self._spatial.diagnostics(),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
                                   message=message, hardware_id=str(self._predictor.device),
