@@ -30,17 +30,49 @@ class Plate:
     def center(self) -> tuple[float, float, float]:
         return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2, self.z)
 
+    def hit(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """Depth where each ray (dx, dy, 1) meets the plate; inf where it misses."""
+        x, y = dx * self.z, dy * self.z
+        inside = (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
+        return np.where(inside, self.z, np.inf)
+
+
+@dataclass(frozen=True)
+class Cuboid:
+    """An axis-aligned box [x0, x1] x [y0, y1] x [z0, z1] in the optical frame (metres), in
+    front of the camera (z0 > 0): its visible faces are what the camera sees."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    z0: float
+    z1: float
+
+    def hit(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """Depth (z) where each ray (dx, dy, 1) enters the box; inf where it misses (slabs)."""
+        near = np.full(dx.shape, self.z0)
+        far = np.full(dx.shape, self.z1)
+        for d, lo, hi in ((dx, self.x0, self.x1), (dy, self.y0, self.y1)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t0, t1 = lo / d, hi / d
+            enter = np.where(d == 0, np.where(lo <= 0 <= hi, -np.inf, np.inf), np.minimum(t0, t1))
+            leave = np.where(d == 0, np.where(lo <= 0 <= hi, np.inf, -np.inf), np.maximum(t0, t1))
+            near, far = np.maximum(near, enter), np.minimum(far, leave)
+        return np.where(near <= far, near, np.inf)
+
 
 @dataclass(frozen=True)
 class Scene:
-    """Floor at ``floor_y`` below the camera (None: no floor), back wall at ``wall_z``, plates.
+    """Floor at ``floor_y`` below the camera (None: no floor), back wall at ``wall_z``, and
+    objects (plates and cuboids).
 
-    Segment ids: 1 = wall, 2 = floor (when present), then one per plate in order.
+    Segment ids: 1 = wall, 2 = floor (when present), then one per object in order.
     """
 
     wall_z: float = 4.0
     floor_y: float | None = 1.0
-    plates: tuple[Plate, ...] = field(default_factory=tuple)
+    plates: tuple[Plate | Cuboid, ...] = field(default_factory=tuple)
 
     def segment_id_of_plate(self, index: int) -> int:
         return index + (3 if self.floor_y is not None else 2)
@@ -59,10 +91,10 @@ def render(scene: Scene, k: PinholeIntrinsics) -> tuple[np.ndarray, np.ndarray]:
             z_floor = np.where(dy > 0, scene.floor_y / np.where(dy > 0, dy, 1.0), np.inf)
         nearer = z_floor < depth
         depth[nearer], ids[nearer] = z_floor[nearer], 2
-    for index, p in enumerate(scene.plates):
-        x, y = dx * p.z, dy * p.z
-        hit = (x >= p.x0) & (x <= p.x1) & (y >= p.y0) & (y <= p.y1) & (p.z < depth)
-        depth[hit], ids[hit] = p.z, scene.segment_id_of_plate(index)
+    for index, obj in enumerate(scene.plates):
+        z = obj.hit(dx, dy)
+        hit = z < depth
+        depth[hit], ids[hit] = z[hit], scene.segment_id_of_plate(index)
     return ids, depth.astype(np.float32)
 
 

@@ -10,7 +10,7 @@ from fcclip_core.spatial.group_stats import SortedGroups
 from fcclip_core.spatial.intrinsics import IntrinsicsError, PinholeIntrinsics
 from fcclip_core.spatial.segments_3d import (GeometryConfig, labelled_cloud, panoptic_in_3d,
                                              segment_geometry)
-from fcclip_core.spatial.synthetic import Plate, Scene, render
+from fcclip_core.spatial.synthetic import Cuboid, Plate, Scene, render
 
 K = PinholeIntrinsics(fx=500.0, fy=500.0, cx=319.5, cy=239.5, width=640, height=480)
 PLATE = Plate(x0=-0.3, x1=0.2, y0=-0.1, y1=0.3, z=1.5)
@@ -76,6 +76,22 @@ def test_holes_nans_infinities_and_far_depth_are_ignored() -> None:
     valid = np.isfinite(broken) & (broken > 0) & (broken <= 10.0)
     assert geometry.segments()[PLATE_ID].num_points == int(((ids == PLATE_ID) & valid).sum())
     assert geometry.segments()[1].median_depth == pytest.approx(4.0, abs=0.002)
+
+
+def test_a_cuboid_seen_from_the_side_gets_the_box_of_its_visible_faces() -> None:
+    # right of the axis and below the camera: the camera sees its front, left and top faces
+    cuboid = Cuboid(x0=0.3, x1=0.7, y0=0.2, y1=0.6, z0=1.5, z1=2.1)
+    ids, depth = render(Scene(wall_z=4.0, floor_y=None, plates=(cuboid,)), K)
+    full = segment_geometry(ids, depth, K, GeometryConfig(box_percentiles=(0.0, 100.0)))
+    np.testing.assert_allclose(full.segments()[2].box_min, (0.3, 0.2, 1.5), atol=0.01)
+    np.testing.assert_allclose(full.segments()[2].box_max, (0.7, 0.6, 2.1), atol=0.01)
+    # the robust box trims 2% of the points per side: the far ends of the side and top faces
+    # are seen foreshortened (few pixels per metre), so it stops short of z1 there
+    seg = segment_geometry(ids, depth, K).segments()[2]
+    np.testing.assert_allclose(seg.box_min, (0.3, 0.2, 1.5), atol=BOX_TOL)
+    np.testing.assert_allclose(seg.box_max[:2], (0.7, 0.6), atol=BOX_TOL)
+    assert 2.0 < seg.box_max[2] <= 2.1
+    assert seg.median_depth > 1.5  # a good part of what is seen is the side and top
 
 
 def test_max_depth_drops_what_lies_beyond_it() -> None:
