@@ -82,7 +82,7 @@ def test_a_cuboid_seen_from_the_side_gets_the_box_of_its_visible_faces() -> None
     # right of the axis and below the camera: the camera sees its front, left and top faces
     cuboid = Cuboid(x0=0.3, x1=0.7, y0=0.2, y1=0.6, z0=1.5, z1=2.1)
     ids, depth = render(Scene(wall_z=4.0, floor_y=None, plates=(cuboid,)), K)
-    full = segment_geometry(ids, depth, K, GeometryConfig(box_percentiles=(0.0, 100.0)))
+    full = segment_geometry(ids, depth, K, GeometryConfig(box_percentiles=(0.0, 100.0), sparse_stride=1))
     np.testing.assert_allclose(full.segments()[2].box_min, (0.3, 0.2, 1.5), atol=0.01)
     np.testing.assert_allclose(full.segments()[2].box_max, (0.7, 0.6, 2.1), atol=0.01)
     # the robust box trims 2% of the points per side: the far ends of the side and top faces
@@ -133,6 +133,23 @@ def test_uint16_millimetres_and_a_custom_scale() -> None:
                                  GeometryConfig(depth_scale=0.0001))
     check_plate(geometry)
     assert depth_in_metres(np.array([[1500]], np.uint16))[0, 0] == pytest.approx(1.5)
+
+
+def test_large_segments_measured_sparsely_agree_with_every_pixel() -> None:
+    ids, depth = render(Scene(wall_z=4.0, floor_y=1.0, plates=(PLATE, Cuboid(0.4, 0.9, -0.6, 0.1, 2.0, 2.5))), K)
+    ids[100:400, 41] = 9  # a thin line of 300 pixels on an odd column: the grid would miss it
+    exact = segment_geometry(ids, depth, K, GeometryConfig(sparse_stride=1)).segments()
+    sparse = segment_geometry(ids, depth, K, GeometryConfig(sparse_stride=2, dense_points=100)).segments()
+    assert set(exact) == set(sparse) == {1, 2, 3, 4, 9}
+    for sid, seg in exact.items():
+        other = sparse[sid]
+        assert other.num_points == seg.num_points  # counts stay exact
+        # surfaces seen at a grazing angle (the floor's far end, the cuboid's side) span a few cm
+        # per pixel, and every other row and column is skipped: box ends move by up to 4 cm
+        np.testing.assert_allclose(other.centroid, seg.centroid, atol=0.01)
+        np.testing.assert_allclose(other.box_min, seg.box_min, atol=0.04)
+        np.testing.assert_allclose(other.box_max, seg.box_max, atol=0.04)
+        assert other.median_depth == pytest.approx(seg.median_depth, abs=0.01)
 
 
 def test_segments_with_too_few_points_get_no_3d() -> None:
