@@ -254,6 +254,34 @@ class Predictor:
     def vocabulary_version(self) -> int:
         return self._current().version
 
+    # ------------------------------------------------------------------ run-time settings
+
+    def retune(self, *, object_mask_threshold: Optional[float] = None, overlap_threshold: Optional[float] = None,
+               ensemble_alpha: Optional[float] = None, ensemble_beta: Optional[float] = None,
+               input_short_side: Optional[int] = None) -> None:
+        """Change thresholds, ensemble weights or the input size of a loaded model (None: keep).
+
+        Nothing is rebuilt: the next ``predict`` uses the new values. Call it from the thread
+        that runs ``predict`` (between frames) so no frame sees half of a change.
+        """
+        for name, value in (("object_mask_threshold", object_mask_threshold),
+                            ("overlap_threshold", overlap_threshold),
+                            ("ensemble_alpha", ensemble_alpha), ("ensemble_beta", ensemble_beta)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if input_short_side is not None:
+            if input_short_side < 0:
+                raise ValueError(f"input_short_side must be >= 0 (0 = native size), got {input_short_side}")
+            self.input_config = dataclasses.replace(self.input_config, min_size_test=input_short_side or None)
+        post = {k: v for k, v in (("object_mask_threshold", object_mask_threshold),
+                                  ("overlap_threshold", overlap_threshold)) if v is not None}
+        if post:
+            self.postprocess_config = dataclasses.replace(self.postprocess_config, **post)
+        ensemble = {k: v for k, v in (("ensemble_alpha", ensemble_alpha), ("ensemble_beta", ensemble_beta))
+                    if v is not None}
+        if ensemble:
+            self.model.config = self.model.config.replace(inference=ensemble)
+
     # ------------------------------------------------------------------ inference
 
     def predict(self, image: np.ndarray, tasks: Iterable[str] = TASKS) -> Result:

@@ -22,7 +22,11 @@ from fcclip_core.config import InputConfig
 
 
 def resized_shape(height: int, width: int, short_edge: int, max_size: int) -> Tuple[int, int]:
-    """(new_h, new_w): short side ``short_edge``, long side at most ``max_size``, rounded half up."""
+    """(new_h, new_w): short side ``short_edge``, long side at most ``max_size``, rounded half up.
+
+    A side never rounds to 0: extreme aspect ratios (1 x 3000 under a long-side cap) keep at
+    least one pixel, where the official rounding would produce an empty image.
+    """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     scale = float(short_edge) / min(height, width)
@@ -33,7 +37,7 @@ def resized_shape(height: int, width: int, short_edge: int, max_size: int) -> Tu
     if max(new_h, new_w) > max_size:
         shrink = max_size * 1.0 / max(new_h, new_w)
         new_h, new_w = new_h * shrink, new_w * shrink
-    return int(new_h + 0.5), int(new_w + 0.5)
+    return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
 
 
 def _check_rgb_uint8(image: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
@@ -35,6 +36,10 @@ import torch
 from torch import nn
 
 from fcclip_core.vocabulary import PROMPT_TEMPLATES, Vocabulary, build_prompts
+
+
+class EncodingCancelled(RuntimeError):
+    """The text encoding was stopped by ``TextEmbeddingCache.abort`` (the model is being released)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class TextEmbeddingStats:
     """Counters since the cache was made (``clear`` keeps them); they measure work, not time."""
 
     cached_names: int = 0  # names held now
+    max_cached_names: int = 0  # the cap: least recently used names beyond it are forgotten
+    evicted_names: int = 0  # names forgotten to stay under the cap
     embed_calls: int = 0
     names_from_cache: int = 0  # distinct names answered without encoding
     names_encoded: int = 0
@@ -64,6 +71,10 @@ class TextEmbeddingStats:
 # ----------------------------------------------------------------------------------------------
 # The text tower's parts
 
+
+# Names the text-embedding cache keeps by default: every official evaluation vocabulary together
+# holds a few thousand names, so only a long run with ever-new classes reaches it.
+DEFAULT_MAX_CACHED_NAMES = 20000
 
 _TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "attn_mask", "ln_final", "text_projection")
 
@@ -221,6 +232,7 @@ class PromptEncoder:
         if tokens_per_pass < self.tower.context_length:
             raise ValueError(f"tokens_per_pass must be at least the context length {self.tower.context_length}")
         self.tokens_per_pass = int(tokens_per_pass)
+        self.stop_requested: Callable[[], bool] = lambda: False  # checked between passes
 
     @property
     def device(self) -> torch.device:
@@ -255,6 +267,7 @@ class PromptEncoder:
         packs = pack_prompt_tree(sequences, self.tokens_per_pass)
         features: Optional[torch.Tensor] = None
         for pack in packs:
+            self._check_not_stopped()
             out = self._run_pack(pack)
             if features is None:
                 features = out.new_empty(len(sequences), out.shape[-1])
@@ -277,8 +290,15 @@ class PromptEncoder:
 
     def _encode_full(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         step = max(1, self.tokens_per_pass // tokens.shape[1])
-        chunks = [self.tower.full_encode(tokens[i:i + step]) for i in range(0, tokens.shape[0], step)]
+        chunks = []
+        for i in range(0, tokens.shape[0], step):
+            self._check_not_stopped()
+            chunks.append(self.tower.full_encode(tokens[i:i + step]))
         return torch.cat(chunks), tokens.numel(), len(chunks)
+
+    def _check_not_stopped(self) -> None:
+        if self.stop_requested():
+            raise EncodingCancelled("text encoding cancelled: the model is being released")
 
 
 def _project(x: torch.Tensor, projection: Any) -> torch.Tensor:
@@ -314,6 +334,9 @@ class TextEmbeddingCache:
     lock guards only the cache's dictionaries, never the encoding, so a call whose names are all
     cached returns at once even while another call encodes. Two calls needing the same new name
     encode it once (the second waits for the first).
+
+    The cache holds at most ``max_cached_names`` names and forgets the least recently used
+    beyond that, so a long mission with ever-changing vocabularies keeps a bounded memory.
     """
 
     def __init__(
@@ -324,21 +347,28 @@ class TextEmbeddingCache:
         device: torch.device | str | None = None,
         templates: Sequence[str] = PROMPT_TEMPLATES,
         train_vocabulary: Optional[Vocabulary] = None,
+        max_cached_names: int = DEFAULT_MAX_CACHED_NAMES,
     ):
         """``tokens_per_pass``: tree nodes per transformer pass (memory vs. efficiency);
         ``device``: where returned embeddings live (default: the text tower's device);
-        ``train_vocabulary``: what "seen" is measured against (default COCO panoptic)."""
+        ``train_vocabulary``: what "seen" is measured against (default COCO panoptic);
+        ``max_cached_names``: the LRU cap (rows are ~E floats each: 20000 x 768 x 4 B = 61 MB)."""
+        if max_cached_names < 1:
+            raise ValueError(f"max_cached_names must be at least 1, got {max_cached_names}")
         if not templates or any("{}" not in t for t in templates):
             raise ValueError("every prompt template needs a '{}' for the class name")
         self.encoder = PromptEncoder(clip_model, tokenizer, tokens_per_pass)
+        self._aborted = threading.Event()
+        self.encoder.stop_requested = self._aborted.is_set
         self.templates = tuple(templates)
         self.device = torch.device(device) if device is not None else None
         self.train_vocabulary = train_vocabulary
         self._lock = threading.Lock()
-        self._rows: dict[str, torch.Tensor] = {}
+        self.max_cached_names = int(max_cached_names)
+        self._rows: OrderedDict[str, torch.Tensor] = OrderedDict()  # least recently used first
         self._pending: dict[str, threading.Event] = {}
         self._fingerprint = self.encoder.tower.fingerprint()
-        self._counts = TextEmbeddingStats()
+        self._counts = TextEmbeddingStats(max_cached_names=self.max_cached_names)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -360,11 +390,20 @@ class TextEmbeddingCache:
     @property
     def stats(self) -> TextEmbeddingStats:
         with self._lock:
-            return replace(self._counts, cached_names=len(self._rows))
+            return replace(self._counts, cached_names=len(self._rows), max_cached_names=self.max_cached_names)
 
     def tower_tensors(self) -> list[torch.Tensor]:
         """The text tower's weights (e.g. to page them out while no encoding is needed)."""
         return self.encoder.tower.weights()
+
+    def abort(self) -> None:
+        """Stop every running and future encoding at its next transformer pass (EncodingCancelled).
+
+        For releasing a model while a long vocabulary is being encoded: the caller gets an error
+        within one pass instead of the release waiting for the whole encoding. Cached rows still
+        answer; the cache cannot encode again afterwards.
+        """
+        self._aborted.set()
 
     def clear(self) -> None:
         """Forget every cached row (e.g. to free memory); the counters stay."""
@@ -383,7 +422,10 @@ class TextEmbeddingCache:
         while True:
             with self._lock:
                 self._drop_if_weights_changed()
-                found.update({n: self._rows[n] for n in names if n in self._rows and n not in found})
+                for name in names:
+                    if name in self._rows and name not in found:
+                        found[name] = self._rows[name]
+                        self._rows.move_to_end(name)
                 if first_round:
                     self._counts = replace(self._counts, embed_calls=self._counts.embed_calls + 1,
                                             names_from_cache=self._counts.names_from_cache + len(found))
@@ -417,13 +459,24 @@ class TextEmbeddingCache:
         with self._lock:
             if generation == self._fingerprint:  # weights unchanged meanwhile: keep them
                 self._rows.update(new)
+                evicted = self._evict()
+            else:
+                evicted = 0
             c = self._counts
             self._counts = replace(c, names_encoded=c.names_encoded + len(names),
                                     prompts_encoded=c.prompts_encoded + len(names) * len(self.templates),
                                     token_positions=c.token_positions + positions,
                                     forward_passes=c.forward_passes + passes,
-                                    last_encode_seconds=time.perf_counter() - start)
+                                    last_encode_seconds=time.perf_counter() - start,
+                                    evicted_names=c.evicted_names + evicted)
         return new
+
+    def _evict(self) -> int:
+        """Forget the least recently used rows beyond the cap (the lock is held); how many went."""
+        excess = len(self._rows) - self.max_cached_names
+        for _ in range(max(0, excess)):
+            self._rows.popitem(last=False)
+        return max(0, excess)
 
     def _drop_if_weights_changed(self) -> None:
         fingerprint = self.encoder.tower.fingerprint()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -171,6 +172,7 @@ def parse_vocabulary(
 def _parse_entry(index: int, text: Any, max_synonyms: int, max_name_chars: int) -> ClassEntry:
     if not isinstance(text, str):
         raise ValueError(f"class {index} is not a string: {text!r}")
+    text = normalize_class_text(text)
     entry = ClassEntry.from_text(text)
     if len(entry.names) > max_synonyms:
         raise ValueError(f"class {index} has {len(entry.names)} names, more than the limit of {max_synonyms}")
@@ -181,13 +183,35 @@ def _parse_entry(index: int, text: Any, max_synonyms: int, max_name_chars: int) 
     return entry
 
 
+def normalize_class_text(text: str) -> str:
+    """One class string as typed or sent: NFC-composed, without surrounding whitespace.
+
+    The same name typed with a combining accent or a precomposed one then gets one cached
+    embedding, and a stray space at either end of a request does not make it invalid.
+    """
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def _control_character(name: str) -> str | None:
+    """Where ``name`` has a control character (category Cc), described; None when it has none.
+
+    Only Cc is refused: format characters (zero-width joiners in emoji), non-breaking spaces and
+    other printable-looking Unicode are legitimate in class names.
+    """
+    for position, char in enumerate(name):
+        if unicodedata.category(char) == "Cc":
+            return f"control character U+{ord(char):04X} at position {position}"
+    return None
+
+
 def _name_problem(name: str, max_chars: int) -> str | None:
     if not name.strip():
         return "has an empty name (check for doubled or trailing commas)"
     if name != name.strip():
         return f"name {name!r} has leading or trailing whitespace (separate names with ',' or ', ')"
-    if any(not ch.isprintable() for ch in name):
-        return f"name {name!r} contains a control character"
+    control = _control_character(name)
+    if control:
+        return f"name {name!r} contains a {control}"
     if len(name) > max_chars:
         return f"name {name[:40]!r}... has {len(name)} characters, more than the limit of {max_chars}"
     return None
@@ -229,6 +253,7 @@ def _stuff_index(entries: Sequence[ClassEntry], item: int | str) -> int:
         if not 0 <= item < len(entries):
             raise ValueError(f"stuff index {item} is outside the {len(entries)} classes")
         return item
+    item = normalize_class_text(item)
     matches = [i for i, entry in enumerate(entries) if item == entry.text]
     if not matches:
         matches = [i for i, entry in enumerate(entries) if item == entry.label]

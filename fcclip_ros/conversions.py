@@ -24,6 +24,7 @@ from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
+from fcclip_core.image_header import ImageHeaderError, read_image_header
 from fcclip_ros.msg import Segment as SegmentMsg
 from fcclip_ros.msg import SegmentArray
 from fcclip_ros.msg import Vocabulary as VocabularyMsg
@@ -141,7 +142,18 @@ def compressed_to_rgb(msg: CompressedImage, limits: FrameLimits = FrameLimits())
         raise FrameError(f"compressedDepth images are not supported (format {msg.format!r})")
     if len(msg.data) == 0:
         raise FrameError("compressed image has no data")
-    decoded = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    try:  # the size limits apply before decoding: a tiny file can declare a huge image
+        header = read_image_header(data)
+    except ImageHeaderError as error:
+        raise FrameError(f"unusable compressed image (format {msg.format!r}): {error}") from None
+    _check_size(header.height, header.width, limits)
+    try:
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # OpenCV's own limits (CV_IO_MAX_IMAGE_PIXELS) or a corrupt stream
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise FrameError(f"could not decode compressed {header.format} image "
+                         f"({header.width}x{header.height}): {reason}") from None
     if decoded is None:
         raise FrameError(f"could not decode compressed image (format {msg.format!r}, {len(msg.data)} bytes)")
     _check_size(decoded.shape[0], decoded.shape[1], limits)

@@ -32,12 +32,17 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    runtime: bool = False  # may change while the node runs (takes effect on the next frame)
 
 
 RELIABILITY = ("best_effort", "reliable", "system_default")
 DURABILITY = ("volatile", "transient_local", "system_default")
 
 PARAMETERS: tuple[ParamSpec, ...] = (
+    # Lifecycle.
+    ParamSpec("autostart", True, bool,
+              "configure and activate by itself at start; false: wait for a lifecycle manager or "
+              "`ros2 lifecycle set`"),
     # Model.
     ParamSpec("model_config", "convnext_large", str,
               "model config: the name of a shipped config (e.g. convnext_large) or a YAML file path"),
@@ -54,19 +59,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cpu_threads", 0, int,
               "CPU threads for inference (torch intra-op threads); 0: torch's default, one per core. On a small "
               "computer, one fewer than its cores keeps frame intake and other nodes responsive",
-              minimum=0, maximum=1024),
+              minimum=0, maximum=1024, runtime=True),
     ParamSpec("input_short_side", 0, int,
               "resize the short image side to this many pixels before the model; 0: the model config's value",
-              minimum=0, maximum=4096),
+              minimum=0, maximum=4096, runtime=True),
     ParamSpec("max_long_side", 0, int,
               "upper bound for the long side after resizing; 0: the model config's value", minimum=0, maximum=8192),
     # Thresholds (negative: the model config's value).
     ParamSpec("object_mask_threshold", -1.0, float,
               "minimum class probability for a query to produce a segment; negative: the model config's value",
-              maximum=1.0),
+              maximum=1.0, runtime=True),
     ParamSpec("overlap_threshold", -1.0, float,
               "minimum fraction of a query's mask that must remain visible to keep it as a segment; "
-              "negative: the model config's value", maximum=1.0),
+              "negative: the model config's value", maximum=1.0, runtime=True),
+    ParamSpec("ensemble_alpha", -1.0, float,
+              "weight of the out-of-vocabulary (CLIP) probability for classes seen in training; "
+              "negative: the model config's value", maximum=1.0, runtime=True),
+    ParamSpec("ensemble_beta", -1.0, float,
+              "weight of the out-of-vocabulary (CLIP) probability for unseen classes; "
+              "negative: the model config's value", maximum=1.0, runtime=True),
     # Vocabulary.
     ParamSpec("vocabulary", None, list,
               "initial classes, one string each: a label optionally followed by comma-separated synonyms; "
@@ -80,6 +91,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_classes", 1000, int, "largest vocabulary the service accepts", minimum=1, maximum=65534),
     ParamSpec("max_label_length", 256, int,
               "longest class string (label plus synonyms, characters) the service accepts", minimum=1),
+    ParamSpec("text_cache_max_names", 20000, int,
+              "class names whose text embeddings are kept (least recently used forgotten beyond it)", minimum=1),
+    ParamSpec("vocabulary_queue_depth", 64, int,
+              "~/set_vocabulary requests waiting their turn; beyond it a request is answered 'busy'",
+              minimum=1, maximum=10000),
     # Input.
     ParamSpec("image_transport", "raw", str,
               "raw: subscribe sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`",
@@ -93,17 +109,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "16-bit encodings (mono16, rgb16, ...): this value maps to white (4095 for 12-bit sensors)",
               minimum=1, maximum=65535),
     # Outputs.
-    ParamSpec("publish_labels", True, bool, "publish ~/labels (mono16 class ids, 65535 = unlabelled)"),
-    ParamSpec("publish_segment_ids", True, bool, "publish ~/segment_ids (32SC1 panoptic segment ids, 0 = none)"),
-    ParamSpec("publish_segments", True, bool, "publish ~/segments (fcclip_ros/SegmentArray)"),
+    ParamSpec("publish_labels", True, bool, "publish ~/labels (mono16 class ids, 65535 = unlabelled)", runtime=True),
+    ParamSpec("publish_segment_ids", True, bool, "publish ~/segment_ids (32SC1 panoptic segment ids, 0 = none)", runtime=True),
+    ParamSpec("publish_segments", True, bool, "publish ~/segments (fcclip_ros/SegmentArray)", runtime=True),
     ParamSpec("publish_detections", True, bool,
-              "publish ~/detections (vision_msgs/Detection2DArray, thing segments) when vision_msgs is installed"),
-    ParamSpec("publish_overlay", True, bool, "publish ~/overlay (rgb8 colour overlay; computed only when subscribed)"),
+              "publish ~/detections (vision_msgs/Detection2DArray, thing segments) when vision_msgs is installed", runtime=True),
+    ParamSpec("publish_overlay", True, bool, "publish ~/overlay (rgb8 colour overlay; computed only when subscribed)", runtime=True),
     ParamSpec("labels_source", "panoptic", str,
               "panoptic: ~/labels is the class of each pixel's segment (consistent with ~/segment_ids); "
-              "semantic: the dense per-pixel argmax class", choices=("panoptic", "semantic")),
-    ParamSpec("overlay_alpha", 0.5, float, "overlay colour opacity", minimum=0.0, maximum=1.0),
-    ParamSpec("overlay_labels", True, bool, "draw label text on the overlay"),
+              "semantic: the dense per-pixel argmax class", choices=("panoptic", "semantic"), runtime=True),
+    ParamSpec("overlay_alpha", 0.5, float, "overlay colour opacity", minimum=0.0, maximum=1.0, runtime=True),
+    ParamSpec("overlay_labels", True, bool, "draw label text on the overlay", runtime=True),
     ParamSpec("output_qos.reliability", "reliable", str, "reliability of the per-frame outputs", choices=RELIABILITY),
     ParamSpec("output_qos.depth", 5, int, "history depth of the per-frame outputs", minimum=1, maximum=1000),
     # Depth, 3D and tracking (see fcclip_ros/spatial_config.py).
@@ -145,6 +161,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+# Changed only through ~/set_vocabulary, which mirrors the vocabulary in them.
+VOCABULARY_PARAMETERS = frozenset({"vocabulary", "vocabulary_stuff", "vocabulary_file"})
+RUNTIME_PARAMETERS = tuple(spec.name for spec in PARAMETERS if spec.runtime)
 # Parameters rclpy itself declares or interprets; never reported as unknown.
 _ROS_OWNED = re.compile(r"^(use_sim_time|start_type_description_service|qos_overrides\..*)$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -159,6 +178,7 @@ class QosSettings:
 
 @dataclass(frozen=True)
 class NodeConfig:
+    autostart: bool
     model_config: str
     weights: str
     clip_weights: str
@@ -170,12 +190,16 @@ class NodeConfig:
     max_long_side: int | None
     object_mask_threshold: float | None
     overlap_threshold: float | None
+    ensemble_alpha: float | None
+    ensemble_beta: float | None
     vocabulary: tuple[str, ...]
     vocabulary_stuff: tuple[str, ...]
     vocabulary_file: str
     vocabulary_state_file: str
     max_classes: int
     max_label_length: int
+    text_cache_max_names: int
+    vocabulary_queue_depth: int
     image_transport: str
     image_qos: QosSettings
     max_image_pixels: int
@@ -195,8 +219,13 @@ class NodeConfig:
     spatial: SpatialConfig = SpatialConfig()
 
 
+_UNSET = object()  # a parameter set to "not set" at run time (ros2 param delete): not a valid value
+
+
 def _coerce(spec: ParamSpec, value: ParamValue) -> tuple[ParamValue, str | None]:
     """The value as the spec's kind, or an error text."""
+    if value is _UNSET:
+        return None, f"{spec.name} cannot be unset"
     if value is None:
         value = spec.default
     if spec.kind is list:
@@ -230,6 +259,17 @@ def _coerce(spec: ParamSpec, value: ParamValue) -> tuple[ParamValue, str | None]
     if spec.maximum is not None and number > spec.maximum:
         return None, f"{spec.name} must be <= {spec.maximum:g}, got {value!r}"
     return number, None
+
+
+def runtime_problems(changes: Mapping[str, ParamValue]) -> list[str]:
+    """What is wrong with new values of run-time parameters (empty when they are all valid)."""
+    problems = []
+    for name, value in changes.items():
+        spec = SPECS[name]
+        _, problem = _coerce(spec, value if value is not None else _UNSET)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def unknown_parameters(names: Iterable[str]) -> list[str]:
@@ -267,15 +307,17 @@ def parse_config(values: Mapping[str, ParamValue]) -> NodeConfig:
         return v[name] if v[name] >= 0 else None
 
     return NodeConfig(
-        model_config=v["model_config"].strip(), weights=v["weights"].strip(), clip_weights=v["clip_weights"].strip(),
+        autostart=v["autostart"], model_config=v["model_config"].strip(), weights=v["weights"].strip(), clip_weights=v["clip_weights"].strip(),
         allow_download=v["allow_download"], allow_untrained=v["allow_untrained"], device=v["device"],
         cpu_threads=positive_or_none("cpu_threads"),
         input_short_side=positive_or_none("input_short_side"), max_long_side=positive_or_none("max_long_side"),
         object_mask_threshold=threshold("object_mask_threshold"),
         overlap_threshold=threshold("overlap_threshold"),
+        ensemble_alpha=threshold("ensemble_alpha"), ensemble_beta=threshold("ensemble_beta"),
         vocabulary=v["vocabulary"], vocabulary_stuff=v["vocabulary_stuff"],
         vocabulary_file=v["vocabulary_file"].strip(), vocabulary_state_file=v["vocabulary_state_file"].strip(),
         max_classes=int(v["max_classes"]), max_label_length=int(v["max_label_length"]),
+        text_cache_max_names=int(v["text_cache_max_names"]), vocabulary_queue_depth=int(v["vocabulary_queue_depth"]),
         image_transport=v["image_transport"],
         image_qos=QosSettings(v["image_qos.reliability"], v["image_qos.durability"], int(v["image_qos.depth"])),
         max_image_pixels=int(v["max_image_pixels"]), max_image_side=int(v["max_image_side"]),

@@ -1,14 +1,15 @@
 """The node's publishers: per-frame outputs of one Result, and the latched vocabulary topics.
 
-Which outputs exist is configuration; which tasks the model must run follows from it, and
-expensive outputs (the overlay) are only computed while someone subscribes.
+All are lifecycle publishers: created when the node is configured, publishing only while it is
+active. Every output topic exists once configured; which ones are published is a run-time
+setting (the ``publish_*`` parameters), read per frame, and the tasks the model must run follow
+from it. Expensive outputs (the overlay) are only computed while someone subscribes.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import numpy as np
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -42,61 +43,73 @@ def import_vision_msgs() -> Any | None:
     return vision_msgs
 
 
+def frame_tasks(config: NodeConfig) -> frozenset[str]:
+    """The model tasks the enabled outputs need (everything but semantic labels comes from panoptic)."""
+    if config.publish_labels and config.labels_source == "semantic":
+        return frozenset({"panoptic", "semantic"})
+    return frozenset({"panoptic"})
+
+
 class FrameOutputs:
     """Publishes everything derived from one frame's Result, all stamped with the frame's header."""
 
-    def __init__(self, node: Node, config: NodeConfig, vision_msgs: Any | None) -> None:
+    def __init__(self, node: Any, config: NodeConfig, vision_msgs: Any | None) -> None:
+        """``node``: a lifecycle node (its ``create_lifecycle_publisher`` makes the publishers)."""
         qos = qos_profile(config.output_qos)
-        self._config = config
+        self._node = node
         self._vision_msgs = vision_msgs
-        self.labels = node.create_publisher(Image, "~/labels", qos) if config.publish_labels else None
-        self.segment_ids = node.create_publisher(Image, "~/segment_ids", qos) if config.publish_segment_ids else None
-        self.segments = node.create_publisher(SegmentArray, "~/segments", qos) if config.publish_segments else None
-        self.detections = (node.create_publisher(vision_msgs.Detection2DArray, "~/detections", qos)
-                           if config.publish_detections and vision_msgs is not None else None)
-        self.overlay = node.create_publisher(Image, "~/overlay", qos) if config.publish_overlay else None
+        self.labels = node.create_lifecycle_publisher(Image, "~/labels", qos)
+        self.segment_ids = node.create_lifecycle_publisher(Image, "~/segment_ids", qos)
+        self.segments = node.create_lifecycle_publisher(SegmentArray, "~/segments", qos)
+        self.detections = (node.create_lifecycle_publisher(vision_msgs.Detection2DArray, "~/detections", qos)
+                           if vision_msgs is not None else None)
+        self.overlay = node.create_lifecycle_publisher(Image, "~/overlay", qos)
 
-    @property
-    def tasks(self) -> frozenset[str]:
-        """The model tasks these outputs need (everything but semantic labels comes from panoptic)."""
-        if self._config.publish_labels and self._config.labels_source == "semantic":
-            return frozenset({"panoptic", "semantic"})
-        return frozenset({"panoptic"})
+    def destroy(self) -> None:
+        """Remove the publishers from the node (cleanup)."""
+        for publisher in (self.labels, self.segment_ids, self.segments, self.detections, self.overlay):
+            if publisher is not None:
+                self._node.destroy_lifecycle_publisher(publisher)
 
-    def publish(self, result: Any, rgb: np.ndarray, header: Header,
+    def publish(self, result: Any, rgb: np.ndarray, header: Header, config: NodeConfig,
                 tracks: Mapping[int, int] | None = None,
                 geometry: Mapping[int, Any] | None = None) -> None:
-        """``tracks`` (segment id -> track id) and ``geometry`` (segment id -> 3D) fill the
-        SegmentArray's track and 3D fields and the detections' ids."""
+        """Publish the outputs ``config`` enables (the settings of this frame). ``tracks``
+        (segment id -> track id) and ``geometry`` (segment id -> 3D) fill the SegmentArray's
+        track and 3D fields and the detections' ids."""
         panoptic = result.panoptic
-        if self.labels is not None:
-            labels = (conv.semantic_label_image(result.semantic) if self._config.labels_source == "semantic"
+        if config.publish_labels:
+            labels = (conv.semantic_label_image(result.semantic) if config.labels_source == "semantic"
                       else conv.panoptic_label_image(panoptic))
             self.labels.publish(conv.labels_to_image(labels, header))
-        if self.segment_ids is not None:
+        if config.publish_segment_ids:
             self.segment_ids.publish(conv.segment_ids_to_image(panoptic.segment_ids, header))
-        if self.segments is not None:
+        if config.publish_segments:
             self.segments.publish(conv.segment_array(panoptic, result.vocabulary_version, header,
                                                      tracks, geometry))
-        if self.detections is not None:
+        if config.publish_detections and self.detections is not None:
             self.detections.publish(conv.detection_array(panoptic, header, self._vision_msgs, tracks))
-        if self.overlay is not None and self.overlay.get_subscription_count() > 0:
+        if config.publish_overlay and self.overlay.get_subscription_count() > 0:
             from fcclip_core.visualize import overlay
 
-            picture = overlay(rgb, panoptic, alpha=self._config.overlay_alpha,
-                              draw_labels=self._config.overlay_labels)
+            picture = overlay(rgb, panoptic, alpha=config.overlay_alpha, draw_labels=config.overlay_labels)
             self.overlay.publish(conv.rgb_to_image(picture, header))
 
 
 class VocabularyOutputs:
     """``~/vocabulary`` (and ``~/label_info`` with vision_msgs), transient-local: late joiners get it."""
 
-    def __init__(self, node: Node, vision_msgs: Any | None) -> None:
+    def __init__(self, node: Any, vision_msgs: Any | None) -> None:
         self._node = node
         self._vision_msgs = vision_msgs
-        self.vocabulary = node.create_publisher(VocabularyMsg, "~/vocabulary", LATCHED)
-        self.label_info = (node.create_publisher(vision_msgs.LabelInfo, "~/label_info", LATCHED)
+        self.vocabulary = node.create_lifecycle_publisher(VocabularyMsg, "~/vocabulary", LATCHED)
+        self.label_info = (node.create_lifecycle_publisher(vision_msgs.LabelInfo, "~/label_info", LATCHED)
                            if vision_msgs is not None else None)
+
+    def destroy(self) -> None:
+        for publisher in (self.vocabulary, self.label_info):
+            if publisher is not None:
+                self._node.destroy_lifecycle_publisher(publisher)
 
     def publish(self, vocabulary: Any, version: int) -> None:
         header = Header(stamp=self._node.get_clock().now().to_msg())

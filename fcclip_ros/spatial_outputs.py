@@ -1,7 +1,7 @@
 """The node's depth inputs and its 3D and tracking outputs, in one object the node owns.
 
-With ``use_depth`` it subscribes ``depth`` and ``camera_info`` (QoS as the image) and keeps the
-last few depth messages, unconverted, in a ``StampRing``. When a colour frame arrives the node
+With ``use_depth`` it subscribes ``depth`` and ``camera_info`` (QoS as the image) while the node
+is active and keeps the last few depth messages, unconverted, in a ``StampRing``. When a colour frame arrives the node
 calls ``expect``; the depth of that stamp is then held aside even if the ring moves on while
 the frame waits for the model. After inference ``process`` pairs, computes every segment's 3D
 and the track ids (both in ``fcclip_core``), and publishes ``~/detections_3d``, ``~/markers``,
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -50,35 +49,66 @@ class SpatialCounts:
 
 
 class SpatialOutputs:
-    """Depth pairing, 3D, tracking and their publishers for one node."""
+    """Depth pairing, 3D, tracking and their publishers for one lifecycle node.
 
-    def __init__(self, node: Node, config: SpatialConfig, input_qos: QoSProfile,
-                 output_qos: QoSProfile, vision_msgs: Any | None) -> None:
+    Made in configure (lifecycle publishers, enabled on activate); ``subscribe`` on activate,
+    ``unsubscribe`` on deactivate, ``destroy`` on cleanup.
+    """
+
+    def __init__(self, node: Any, config: SpatialConfig, output_qos: QoSProfile,
+                 vision_msgs: Any | None) -> None:
+        """``node``: a lifecycle node (its ``create_lifecycle_publisher`` makes the publishers)."""
         self._node = node
         self._config = config
         self._vision_msgs = vision_msgs
         self._lock = threading.Lock()
         self.counts = SpatialCounts()
         self.tracker = SegmentTracker(config.tracker) if config.tracking else None
-        self.track_ids = (node.create_publisher(Image, "~/track_ids", output_qos)
+        publish = node.create_lifecycle_publisher
+        self.track_ids = (publish(Image, "~/track_ids", output_qos)
                           if config.tracking and config.publish_track_ids else None)
         self.detections_3d = self.markers = self.cloud = None
+        if config.use_depth:
+            if vision_msgs is not None and config.publish_detections_3d:
+                self.detections_3d = publish(vision_msgs.Detection3DArray, "~/detections_3d", output_qos)
+            if config.publish_markers:
+                self.markers = publish(MarkerArray, "~/markers", output_qos)
+            if config.publish_cloud:
+                self.cloud = publish(PointCloud2, "~/cloud", output_qos)
         self._ring: StampRing[Image] = StampRing(config.depth_buffer)
         self._held: dict[int, Image] = {}  # depth held for the frames expected: stamp -> message
         self._camera_info: CameraInfo | None = None
         self._tolerance_ns = int(round(config.depth_tolerance * 1e9))
-        if not config.use_depth:
+        self._subscriptions: list[Any] = []
+        self._topics = ("", "")
+
+    def subscribe(self, input_qos: QoSProfile) -> None:
+        """Start taking depth and camera_info (activate); tracks start afresh."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        if not self._config.use_depth or self._subscriptions:
             return
-        if vision_msgs is not None and config.publish_detections_3d:
-            self.detections_3d = node.create_publisher(vision_msgs.Detection3DArray, "~/detections_3d",
-                                                       output_qos)
-        if config.publish_markers:
-            self.markers = node.create_publisher(MarkerArray, "~/markers", output_qos)
-        if config.publish_cloud:
-            self.cloud = node.create_publisher(PointCloud2, "~/cloud", output_qos)
-        self.depth_subscription = node.create_subscription(Image, "depth", self._on_depth, input_qos)
-        self.camera_info_subscription = node.create_subscription(CameraInfo, "camera_info",
-                                                                 self._on_camera_info, input_qos)
+        depth = self._node.create_subscription(Image, "depth", self._on_depth, input_qos)
+        info = self._node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
+        self._subscriptions = [depth, info]
+        self._topics = (depth.topic_name, info.topic_name)
+
+    def unsubscribe(self) -> None:
+        """Stop taking depth and camera_info (deactivate) and forget what was received."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
+        self._ring.clear()
+        with self._lock:
+            self._held.clear()
+            self._camera_info = None
+
+    def destroy(self) -> None:
+        """Remove the subscriptions and publishers from the node (cleanup)."""
+        self.unsubscribe()
+        for publisher in (self.track_ids, self.detections_3d, self.markers, self.cloud):
+            if publisher is not None:
+                self._node.destroy_lifecycle_publisher(publisher)
 
     # ------------------------------------------------------------------ inputs
 
@@ -193,8 +223,8 @@ class SpatialOutputs:
                 values.update(frames_with_3d=str(c.frames_with_3d),
                               frames_without_depth=str(c.frames_without_depth),
                               frames_bad_depth_or_camera_info=str(c.frames_bad_input),
-                              depth_topic=self.depth_subscription.topic_name,
-                              camera_info_topic=self.camera_info_subscription.topic_name,
+                              depth_topic=self._topics[0] or "(inactive)",
+                              camera_info_topic=self._topics[1] or "(inactive)",
                               last_depth_problem=c.last_problem)
         if self.tracker is not None:
             values["live_tracks"] = str(self.tracker.num_tracks)

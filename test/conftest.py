@@ -25,6 +25,29 @@ def reference_root() -> Path:
     return root
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header (IHDR, CRC fixed) declares ``width`` x ``height`` pixels:
+    the "decompression bomb" that size limits must catch before anything is decoded."""
+    import struct
+    import zlib
+
+    import cv2
+    import numpy as np
+
+    ok, encoded = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    assert ok
+    data = bytearray(encoded.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.fixture(scope="session")
+def png_bomb():
+    """``png_declaring`` for tests in any folder."""
+    return png_declaring
+
+
 def _isolate_dds() -> None:
     """Keep DDS traffic of this test run on loopback and on a domain of its own.
 

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from fcclip_core.checkpoint import CheckpointError, CheckpointSource, load_checkpoint
+from fcclip_core.checkpoint import CheckpointError, CheckpointSource, load_checkpoint, read_state_dict
 from fcclip_core.config import ModelConfig, available_model_configs, load_model_config
 from fcclip_core.modeling.fcclip import FCCLIP
 from fcclip_core.modeling.lazy_init import meta_parameter_names, parameters_on_meta
@@ -55,13 +55,35 @@ def build_model(
         report = None
     else:
         model = build_empty_model(cfg)
-        report = load_checkpoint(model, weights, clip_pretrained, strict=strict, config_name=cfg.name)
+        state = read_state_dict(weights)
+        try:
+            report = load_checkpoint(model, state, clip_pretrained, strict=strict, config_name=cfg.name)
+        except CheckpointError as error:
+            raise _with_model_hint(error, state, model, cfg.name) from None
         unfilled = meta_parameter_names(model)
         if unfilled:
             raise CheckpointError(f"{len(unfilled)} tensors were not filled by the checkpoint: {unfilled[:8]}")
     model = model.to(device)
     model.load_report = report
     return model.prepare_for_inference()
+
+
+def _with_model_hint(error: CheckpointError, state: dict, model: FCCLIP, config_name: str) -> CheckpointError:
+    """``error``, or, when the file fits another shipped model better, an error naming that model.
+
+    The generic failure text suggests missing CLIP weights, which misleads when the whole file
+    belongs to a different model.
+    """
+    from fcclip_core.modeling.checkpoint_match import closest_shipped_model, shape_fit
+
+    fit = closest_shipped_model(state, exclude=config_name)
+    if fit is None or fit.fraction <= shape_fit(state, model.state_dict(keep_vars=True)):
+        return error
+    return CheckpointError(
+        f"this is not a checkpoint of the model {config_name!r}: its tensors fit the shipped model "
+        f"{fit.config!r} ({fit.fraction:.0%} of names and shapes agree). Use that model config "
+        f"(model_config:={fit.config} for the node, --model-config {fit.config} for fcclip-segment) or the "
+        f"checkpoint of {config_name!r}.")
 
 
 def _registered_builder(name: str) -> Callable[..., FCCLIP]:

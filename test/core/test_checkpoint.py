@@ -101,6 +101,18 @@ def test_checkpoint_of_another_model_is_refused(tiny):
         load_checkpoint(build_empty_model("convnext_large"), weights)
 
 
+@pytest.mark.parametrize("config", ["convnext_large", "fixture_rn_tiny"])
+def test_checkpoint_of_another_shipped_model_names_that_model(tiny, config):
+    _, weights, _ = tiny
+    with pytest.raises(CheckpointError) as raised:
+        build_model(config, weights=weights)
+    message = str(raised.value)
+    assert f"not a checkpoint of the model {config!r}" in message
+    assert "fit the shipped model 'fixture_tiny' (100% of names and shapes agree)" in message
+    assert "model_config:=fixture_tiny" in message
+    assert "CLIP" not in message  # the missing-CLIP-weights hint does not apply to another model's file
+
+
 def test_unreadable_files_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         read_state_dict(tmp_path / "missing.pth")

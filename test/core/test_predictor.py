@@ -77,6 +77,34 @@ def test_results_are_consistent_and_at_input_resolution(tiny):
     assert set(result.timings) >= {"preprocess", "network", "postprocess", "total"}
 
 
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1)])
+def test_extreme_aspect_ratios_are_segmented_at_input_resolution(reference_root, shape):
+    # The default short side (800) with the long-side cap: the official rounding empties a side.
+    predictor = Predictor.from_config("fixture_tiny", reference_root / "tiny" / "weights.pth", device="cpu")
+    predictor.set_vocabulary(["cat", "sky"], stuff=["sky"])
+    result = predictor.predict(np.full((*shape, 3), 120, np.uint8), tasks={"panoptic"})
+    assert result.panoptic.segment_ids.shape == shape
+
+
+def test_retune_changes_the_next_prediction_without_rebuilding(reference_root):
+    predictor = Predictor.from_config("fixture_tiny", reference_root / "tiny" / "weights.pth", device="cpu",
+                                      input_short_side=128)
+    predictor.set_vocabulary(["cat", "sky", "grass"], stuff=["sky", "grass"])
+    image = np.random.default_rng(5).integers(0, 255, size=(90, 120, 3), dtype=np.uint8)
+    model = predictor.model
+    assert predictor.predict(image, tasks={"panoptic"}).panoptic.segments
+    predictor.retune(object_mask_threshold=1.0)  # no class probability exceeds 1: nothing is kept
+    assert predictor.predict(image, tasks={"panoptic"}).panoptic.segments == []
+    predictor.retune(object_mask_threshold=0.0, ensemble_alpha=0.0, ensemble_beta=1.0, input_short_side=64)
+    assert predictor.model is model and model.config.inference.ensemble_beta == 1.0
+    assert predictor.input_config.min_size_test == 64
+    assert predictor.predict(image, tasks={"panoptic"}).panoptic.segment_ids.shape == (90, 120)
+    with pytest.raises(ValueError, match="overlap_threshold must be in"):
+        predictor.retune(overlap_threshold=1.5)
+    with pytest.raises(ValueError, match="input_short_side"):
+        predictor.retune(input_short_side=-1)
+
+
 def test_tasks_subset_and_bad_images(tiny):
     predictor, inputs, _ = tiny
     image = inputs["image0_orig_rgb"]

@@ -20,6 +20,15 @@ def test_resized_shape_scales_the_short_side_and_caps_the_long_side():
         resized_shape(0, 10, 800, 1333)
 
 
+def test_extreme_aspect_ratios_keep_at_least_one_pixel():
+    # 1 x 3000 at short side 800 is capped to a long side of 1333: the short side would round to 0.
+    assert resized_shape(1, 3000, 800, 1333) == (1, 1333)
+    assert resized_shape(3000, 1, 800, 1333) == (1333, 1)
+    image = np.full((1, 3000, 3), 200, np.uint8)
+    assert resize_shortest_edge(image, 800, 1333).shape == (1, 1333, 3)
+    assert resize_shortest_edge(image.transpose(1, 0, 2), 800, 1333).shape == (1333, 1, 3)
+
+
 def test_fixture_images_resize_and_normalise_exactly(reference_root):
     fixture = reference_root / "tiny"
     cfg = model_config_from_reference(fixture).input

@@ -186,6 +186,44 @@ def test_only_new_names_are_encoded(tiny_model):
     assert result.synonym_counts == (3, 1, 1)
 
 
+def test_cache_forgets_the_least_recently_used_names_beyond_its_cap(tiny_model):
+    cache = TextEmbeddingCache(tiny_model, max_cached_names=3)
+    first = cache.embed(parse_vocabulary(["cat", "dog"]))
+    cache.embed(parse_vocabulary(["mug"]))
+    cache.embed(parse_vocabulary(["cat"]))  # cat is used again: dog is now the oldest
+    cache.embed(parse_vocabulary(["tree"]))
+    assert "dog" not in cache and {"cat", "mug", "tree"} == {n for n in ("cat", "mug", "tree") if n in cache}
+    stats = cache.stats
+    assert (stats.cached_names, stats.max_cached_names, stats.evicted_names) == (3, 3, 1)
+    # A vocabulary larger than the cap is still embedded whole; the cache keeps its last names.
+    big = cache.embed(parse_vocabulary(["a", "b", "c", "d", "dog"]))
+    assert big.embeddings.shape[0] == 5 and cache.stats.cached_names == 3
+    torch.testing.assert_close(big.embeddings[4], first.embeddings[1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="max_cached_names"):
+        TextEmbeddingCache(tiny_model, max_cached_names=0)
+
+
+def test_abort_stops_a_running_encoding_between_passes(tiny_model):
+    from fcclip_core.text_embeddings import EncodingCancelled
+
+    cache = TextEmbeddingCache(tiny_model)
+    cache.embed(parse_vocabulary(["cat"]))
+    passes = []
+    run_pack = cache.encoder._run_pack
+
+    def counting(pack):
+        passes.append(pack)
+        if len(passes) == 2:
+            cache.abort()  # as another thread would, while the encoding runs
+        return run_pack(pack)
+
+    cache.encoder._run_pack = counting
+    with pytest.raises(EncodingCancelled):
+        cache.embed(parse_vocabulary([f"object number {i}" for i in range(300)]))
+    assert len(passes) == 2, "the encoding stopped at the pass after the abort"
+    assert cache.embed(parse_vocabulary(["cat"])).embeddings.shape[0] == 1  # cached rows still answer
+
+
 def test_repeated_names_are_encoded_once(tiny_model):
     cache = TextEmbeddingCache(tiny_model)
     result = cache.embed(parse_vocabulary(["bag,bag,sack", "handbag,bag"]))

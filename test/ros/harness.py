@@ -66,11 +66,14 @@ class NodeProcess:
     """``fcclip-segment-node`` as a child process with the tiny model; stderr kept in a file."""
 
     def __init__(self, reference_root: Path, log_dir: Path, namespace: str, params: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None, tiny_model: bool = True, params_file: Path = PARAMS_FILE) -> None:
+                 env: dict[str, str] | None = None, tiny_model: bool = True, params_file: Path = PARAMS_FILE,
+                 test_vocabulary: bool = True) -> None:
         self.namespace = namespace
         self.fqn = f"{namespace}/segment_node"
         args = [str(NODE_SCRIPT), "--ros-args", "-r", f"__ns:={namespace}", "--params-file", str(params_file)]
-        defaults = {"device": "cpu", "vocabulary": ros_list(TEST_CLASSES), "vocabulary_stuff": ros_list(TEST_STUFF)}
+        defaults = {"device": "cpu"}
+        if test_vocabulary:
+            defaults.update(vocabulary=ros_list(TEST_CLASSES), vocabulary_stuff=ros_list(TEST_STUFF))
         if tiny_model:
             defaults.update(model_config="fixture_tiny", weights=str(reference_root / "tiny" / "weights.pth"))
         for name, value in {**defaults, **(params or {})}.items():
@@ -208,6 +211,22 @@ def wait_ready(node: NodeProcess, publisher: Any, timeout: float = 120.0) -> Non
         return publisher.get_subscription_count() > 0
 
     wait_until(ready, timeout, f"{node.fqn} to subscribe")
+
+
+def lifecycle_state(peer: "Peer", node: NodeProcess, timeout: float = 30.0) -> str:
+    """The node's lifecycle state label, from its ``get_state`` service."""
+    from lifecycle_msgs.srv import GetState
+
+    return peer.call(GetState, f"{node.fqn}/get_state", GetState.Request(), timeout).current_state.label
+
+
+def change_state(peer: "Peer", node: NodeProcess, transition: str, timeout: float = 120.0) -> bool:
+    """Trigger a lifecycle transition by label (configure, activate, ...), as `ros2 lifecycle set` does."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request(transition=Transition(label=transition))
+    return peer.call(ChangeState, f"{node.fqn}/change_state", request, timeout).success
 
 
 def diagnostics_values(status: Any) -> dict[str, str]:

@@ -143,13 +143,31 @@ def test_pixel_limit_and_odd_yuv_width() -> None:
 
 @pytest.mark.parametrize("msg,message", [
     (CompressedImage(format="jpeg"), "no data"),
-    (CompressedImage(format="jpeg", data=conv.byte_field(np.arange(50, dtype=np.uint8))), "could not decode"),
+    (CompressedImage(format="jpeg", data=conv.byte_field(np.arange(50, dtype=np.uint8))), "not a PNG or JPEG"),
     (CompressedImage(format="16UC1; compressedDepth png", data=conv.byte_field(np.ones(9, np.uint8))),
      "compressedDepth"),
 ])
 def test_bad_compressed_images_raise_clear_errors(msg: CompressedImage, message: str) -> None:
     with pytest.raises(FrameError, match=message):
         conv.compressed_to_rgb(msg)
+
+
+def test_compressed_size_limits_apply_before_decoding(monkeypatch, png_bomb) -> None:
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image that its header already disqualifies")
+
+    bomb = CompressedImage(format="png", data=conv.byte_field(np.frombuffer(png_bomb(30000, 30000), np.uint8)))
+    with monkeypatch.context() as patched:
+        patched.setattr(conv.cv2, "imdecode", no_decoding)
+        with pytest.raises(FrameError, match="30000x30000 exceeds the limits"):
+            conv.compressed_to_rgb(bomb)
+
+
+def test_compressed_image_beyond_opencvs_own_pixel_cap_is_an_invalid_frame(png_bomb) -> None:
+    # With limits raised past OpenCV's cap (2^30 pixels), OpenCV refuses it: still a FrameError.
+    huge = CompressedImage(format="png", data=conv.byte_field(np.frombuffer(png_bomb(40000, 40000), np.uint8)))
+    with pytest.raises(FrameError, match="could not decode compressed png image \\(40000x40000\\)"):
+        conv.compressed_to_rgb(huge, FrameLimits(max_pixels=2**31, max_side=50000))
 
 
 # ------------------------------------------------------------------ results -> messages

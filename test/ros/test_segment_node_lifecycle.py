@@ -1,5 +1,5 @@
-"""Start-up and shutdown of the node process: invalid parameters, compressed input, a vocabulary
-that survives a restart, clean exits on SIGTERM and SIGINT."""
+"""Start-up and shutdown of the node process: invalid parameters (configure fails, the node stays
+up), compressed input, a vocabulary that survives a restart, clean exits on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,8 @@ from fcclip_ros.conversions import byte_field
 from fcclip_ros.msg import SegmentArray, Vocabulary
 from fcclip_ros.srv import SetVocabulary
 
-from .harness import LATCHED, RELIABLE, NodeProcess, demo_rgb, ros_list, stamp_of, wait_ready, wait_until
+from .harness import (LATCHED, RELIABLE, NodeProcess, demo_rgb, lifecycle_state, ros_list, stamp_of, wait_ready,
+                      wait_until)
 
 pytestmark = pytest.mark.ros
 
@@ -33,43 +34,57 @@ INVALID = [
     ({"weights": "/nonexistent/weights.pth"}, "checkpoint not found: /nonexistent/weights.pth"),
     ({"model_config": "no_such_model"}, "no_such_model"),
     ({"weights": "''", "model_config": "fixture_tiny"}, "no weights for model 'fixture_tiny'"),
-    ({"weights": ""}, "invalid command-line arguments"),  # `-p weights:=` does not parse
+    # The tiny model's checkpoint given to another model: the error names the model it belongs to.
+    ({"model_config": "fixture_rn_tiny"}, "its tensors fit the shipped model 'fixture_tiny'"),
 ]
 
 
 @pytest.mark.parametrize("params,message", INVALID, ids=[next(iter(p)) + f"_{i}" for i, (p, _) in enumerate(INVALID)])
-def test_invalid_parameters_fail_at_start_with_a_clear_message(reference_root, tmp_path, params, message) -> None:
+def test_invalid_parameters_fail_configure_with_a_clear_message(reference_root, tmp_path, peer, params,
+                                                                 message) -> None:
     node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params=params)
-    check_fails_at_start(node, message)
+    check_configure_fails(peer, node, message)
 
 
-def test_released_model_without_weights_names_the_command_that_gets_them(reference_root, tmp_path) -> None:
+def test_unparsable_command_line_exits_at_once(reference_root, tmp_path) -> None:
+    node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params={"weights": ""})  # `-p weights:=`
+    try:
+        assert node.wait(TIMEOUT) == 2
+    finally:
+        node.kill()
+    assert "invalid command-line arguments" in node.stderr and "Traceback" not in node.output
+
+
+def test_released_model_without_weights_names_the_command_that_gets_them(reference_root, tmp_path, peer) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FCCLIP_WEIGHTS"}
     env["FCCLIP_WEIGHTS_DIR"] = str(tmp_path / "empty_cache")
     node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", tiny_model=False, env=env,
                        params={"model_config": "convnext_large"})
-    check_fails_at_start(node, "fcclip-weights download convnext_large")
+    check_configure_fails(peer, node, "fcclip-weights download convnext_large")
     assert "allow_untrained:=true" in node.stderr
 
 
-def test_a_params_file_with_wrong_types_fails_at_start(reference_root, tmp_path) -> None:
+def test_a_params_file_with_wrong_types_fails_configure(reference_root, tmp_path, peer) -> None:
     # rcl drops a command-line override whose type differs from the params file's value, so
     # wrong types are checked the way users make them: in their own params file.
     params_file = tmp_path / "mine.yaml"
     params_file.write_text("/**:\n  ros__parameters:\n    publish_overlay: maybe\n    overlay_alpha: strong\n")
     node = NodeProcess(reference_root, tmp_path, "/fcclip_test_invalid", params_file=params_file)
-    check_fails_at_start(node, "publish_overlay must be true or false, got 'maybe'")
+    check_configure_fails(peer, node, "publish_overlay must be true or false, got 'maybe'")
     assert "overlay_alpha must be a number, got 'strong'" in node.stderr
 
 
-def check_fails_at_start(node: NodeProcess, message: str) -> None:
+def check_configure_fails(peer, node: NodeProcess, message: str) -> None:
+    """The autostart configure fails with ``message``; the node stays up, unconfigured, and exits cleanly."""
     try:
-        status = node.wait(TIMEOUT)
+        wait_until(lambda: "configure failed" in node.stderr or not node.alive(), TIMEOUT, "configure to fail")
+        assert node.alive(), node.output
+        assert message in node.stderr, node.stderr
+        assert lifecycle_state(peer, node) == "unconfigured"
+        assert node.stop(signal.SIGINT) == 0
     finally:
         node.kill()
-    assert status != 0
-    assert message in node.stderr, node.stderr
-    assert "Traceback" not in node.output
+    assert "Traceback" not in node.output, node.output
 
 
 def test_sigint_while_the_model_loads_exits_cleanly(reference_root, tmp_path) -> None:

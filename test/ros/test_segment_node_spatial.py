@@ -17,8 +17,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from fcclip_ros.conversions import byte_field
 from fcclip_ros.msg import SegmentArray
 
-from .harness import (RELIABLE, NodeProcess, Peer, demo_rgb, diagnostics_values, image_message,
-                      node_status, wait_ready, wait_until)
+from .harness import (RELIABLE, NodeProcess, Peer, change_state, demo_rgb, diagnostics_values,
+                      image_message, node_status, wait_ready, wait_until)
 
 pytestmark = pytest.mark.ros
 vision_msgs = pytest.importorskip("vision_msgs.msg",
@@ -242,3 +242,18 @@ def test_invalid_camera_info_gives_a_warning_and_2d_only(peer, io, node) -> None
     # a calibration at twice the resolution is scaled to the image
     stamp = send_frame(peer, io, 2.0, info=camera_info(width=2 * W, height=2 * H, fx=2 * FX))
     assert any(s.has_3d for s in io.segments.for_stamp(stamp, TIMEOUT).segments)
+
+
+def test_deactivate_stops_taking_depth_and_activate_resumes(peer, io, node) -> None:
+    assert change_state(peer, node, "deactivate")
+    wait_until(lambda: io.depth.get_subscription_count() == 0 and io.info.get_subscription_count() == 0,
+               TIMEOUT, "depth and camera_info unsubscribed while inactive")
+    assert status(io, node)["depth_topic"] in ("(inactive)", f"{NS}/depth")
+    assert change_state(peer, node, "activate")
+    wait_until(lambda: io.depth.get_subscription_count() and io.info.get_subscription_count(), TIMEOUT,
+               "depth and camera_info subscribed again")
+    stamp = send_frame(peer, io, 2.5)
+    segments = io.segments.for_stamp(stamp, TIMEOUT)
+    assert any(s.has_3d and abs(s.median_depth - 2.5) < 1e-3 for s in segments.segments)
+    assert all(s.track_id > 0 for s in segments.segments)  # tracker_min_hits 1
+    io.markers.wait_for(lambda m: m.markers and stamp_of(m.markers[0]) == stamp, TIMEOUT, "markers after activate")
