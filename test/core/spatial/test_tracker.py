@@ -7,7 +7,7 @@ import pytest
 
 from fcclip_core.spatial.synthetic import MovingBox, panoptic_result, render_boxes
 from fcclip_core.spatial.track_metrics import track_metrics
-from fcclip_core.spatial.tracker import FrameTracks, SegmentTracker, TrackerConfig
+from fcclip_core.spatial.tracker import FrameTracks, SegmentTracker, TrackerConfig, visible_iou
 
 H, W = 240, 320
 LABELS = ["person", "chair", "cup", "wall"]
@@ -111,6 +111,20 @@ def test_3d_distance_keeps_apart_what_overlaps_in_the_image() -> None:
     assert ids[2] > 0 and ids[3] == 0 and ids[4] not in (0, ids[2])
     steady = ids_of(run([box], 6, positions=lambda f, o: {s: (0, 0, 1.0 + 0.05 * f) for s in o}), 1)
     assert len(set(steady[1:])) == 1
+
+
+def test_visible_iou_counts_what_other_segments_cover_as_hidden() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(-1, 4, 300)  # 4 segments and background on 300 grid pixels
+    predicted = rng.random((3, 300)) < 0.3
+    got = visible_iou(labels, 4, predicted)
+    for i in range(4):
+        seg = labels == i
+        for j in range(3):
+            hidden = predicted[j] & (labels >= 0) & ~seg  # under another segment
+            visible = predicted[j] & ~hidden
+            union = (seg | visible).sum()
+            assert got[i, j] == pytest.approx((seg & visible).sum() / union)
 
 
 def test_the_track_id_image_paints_each_segment_with_its_track() -> None:
