@@ -101,7 +101,12 @@ class SegmentNode(LifecycleNodeMixin, Node):
         self._worker: InferenceWorker[PendingFrame] | None = None
         self._subscription: Any = None
         self._applied: NodeConfig | None = None  # the settings the predictor has (inference thread only)
-        self._vocabulary_group = MutuallyExclusiveCallbackGroup()
+        # Reentrant: an async rclpy callback holds its group until it is answered, so a mutually
+        # exclusive group would leave every other request waiting in DDS instead of in the queue.
+        self._vocabulary_group = ReentrantCallbackGroup()
+        # Wakes the executor when a queued request is answered: rclpy resumes an awaiting service
+        # callback only when its wait set wakes, and a Future set from another thread does not wake it.
+        self._answered = self.create_guard_condition(lambda: None, callback_group=self._vocabulary_group)
         self._transitions = threading.Lock()  # autostart and shutdown never trigger transitions at once
         self._stopping = False
         self._loading: Any = None  # the predictor configure is encoding the initial vocabulary with
@@ -408,6 +413,7 @@ class SegmentNode(LifecycleNodeMixin, Node):
                 done.set_result(self._set_vocabulary(request, response))
             except Exception as error:  # noqa: BLE001 - the caller must get an answer whatever happens
                 done.set_result(_refused(response, 0, f"failed, nothing changed: {error}"))
+            self._answered.trigger()
 
         if not loaded.requests.submit(job):
             return _refused(response, int(loaded.predictor.vocabulary_version),

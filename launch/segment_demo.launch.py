@@ -3,6 +3,8 @@
     ros2 launch fcclip_ros segment_demo.launch.py
     ros2 launch fcclip_ros segment_demo.launch.py weights:=/path/to/fcclip_cocopan.pth use_rviz:=false
 
+RViz is skipped with a warning when rviz2 is not installed.
+
 Uses the released model when its weights are found (weights argument, $FCCLIP_WEIGHTS, the cache);
 otherwise a tiny UNTRAINED model runs, and the launch log says so: its masks are not results.
 """
@@ -25,7 +27,10 @@ ARGUMENTS = (
     ("device", "auto", "auto, cpu, cuda or cuda:N"),
     ("rate", "1.0", "frames per second of the image stream"),
     ("images", os.path.join(SHARE, "demo_images"), "folder of images to play"),
-    ("use_rviz", "true", "start RViz with the overlay"),
+    ("use_rviz", "true", "start RViz with the overlay (skipped with a warning when rviz2 is not installed)"),
+    ("autostart", "true", "the segmentation node configures and activates itself; false: a lifecycle manager does"),
+    ("use_sim_time", "false", "use the /clock topic for the node's time"),
+    ("namespace", "", "namespace of the segmentation node"),
 )
 
 
@@ -50,6 +55,9 @@ def _launch_demo(context):
             # Full-size frames: best-effort DDS drops large samples between processes.
             "image_reliability": "reliable",
             "use_rviz": arg("use_rviz"),
+            "autostart": arg("autostart"),
+            "use_sim_time": arg("use_sim_time"),
+            "namespace": arg("namespace"),
         }.items(),
     )
     player = Node(
