@@ -48,6 +48,13 @@ def resample_nearest(depth: np.ndarray, height: int, width: int) -> np.ndarray:
         check_same_aspect((h, w), (height, width), "depth", "label image")
     except ValueError as error:
         raise DepthError(str(error)) from None
+    return sample_nearest(depth, height, width)
+
+
+def sample_nearest(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[h, w, ...] -> [height, width, ...]: each output pixel takes the input pixel under its
+    centre. No aspect check: the caller decides what a valid grid is."""
+    h, w = values.shape[:2]
     rows = np.minimum(((np.arange(height) + 0.5) * (h / height)).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * (w / width)).astype(np.int64), w - 1)
-    return depth[rows[:, None], cols[None, :]]
+    return values[rows[:, None], cols[None, :]]

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from fcclip_core.results import PanopticResult
-from fcclip_core.spatial.depth import resample_nearest
+from fcclip_core.spatial.depth import sample_nearest
 
 _NO_MATCH = 1e6  # cost of a forbidden pair
 
@@ -194,7 +194,7 @@ class SegmentTracker:
                 result[seg.id] = self._stuff[seg.category_id]
         things = [s for s in panoptic.segments if s.isthing]
         assert self._grid is not None
-        small = resample_nearest(panoptic.segment_ids, *self._grid)
+        small = sample_nearest(panoptic.segment_ids, *self._grid)
         thing_ids = np.array([s.id for s in things], dtype=np.int64)
         index_of = np.full(int(panoptic.segment_ids.max(initial=0)) + 1, -1, dtype=np.int64)
         index_of[thing_ids] = np.arange(len(things))

@@ -180,6 +180,15 @@ def test_track_metrics_on_a_hand_counted_example() -> None:
         track_metrics([([1], [(1, 5), (1, 6)])])
 
 
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (1, 1)])
+def test_extreme_image_shapes_are_tracked(shape) -> None:
+    ids = np.ones(shape, dtype=np.int32)
+    panoptic = panoptic_result(ids, [(1, 0, True)], LABELS)
+    tracker = SegmentTracker(TrackerConfig(min_hits=1))
+    first = tracker.update(panoptic, stamp=0.0).track_of_segment
+    assert tracker.update(panoptic, stamp=1.0).track_of_segment == first and first[1] > 0
+
+
 def test_bad_tracker_parameters_are_rejected() -> None:
     with pytest.raises(ValueError, match="min_iou"):
         TrackerConfig(min_iou=0)
