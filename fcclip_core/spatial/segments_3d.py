@@ -128,8 +128,10 @@ def _points(segment_ids: np.ndarray, z: np.ndarray, k: PinholeIntrinsics, select
     flat = np.flatnonzero(selected)
     x_per_z = ((np.arange(0, k.width, stride) - k.cx) / k.fx).astype(np.float32)
     y_per_z = ((np.arange(0, k.height, stride) - k.cy) / k.fy).astype(np.float32)
-    return (segment_ids.ravel().take(flat), (z * x_per_z[None, :]).ravel().take(flat),
-            (z * y_per_z[:, None]).ravel().take(flat), z.ravel().take(flat))
+    rows, cols = np.divmod(flat, segment_ids.shape[1])
+    depth = z.ravel().take(flat)
+    return (segment_ids.ravel().take(flat), depth * x_per_z.take(cols), depth * y_per_z.take(rows),
+            depth)
 
 
 def _valid_points(segment_ids: np.ndarray, depth_m: np.ndarray, k: PinholeIntrinsics,
@@ -153,20 +155,25 @@ def _check_inputs(segment_ids: np.ndarray, depth_m: np.ndarray, k: PinholeIntrin
                          f"{segment_ids.shape[1]}x{segment_ids.shape[0]} (use scaled_to)")
 
 
-def _selection(segment_ids: np.ndarray, valid: np.ndarray, counts: np.ndarray,
-               config: GeometryConfig) -> np.ndarray:
-    """The valid pixels to measure: all of small segments, every ``sparse_stride``-th row and
-    column of large ones (all of a large one the grid would starve, e.g. a thin line)."""
+def _measured_points(segment_ids: np.ndarray, z: np.ndarray, valid: np.ndarray,
+                     counts: np.ndarray, k: PinholeIntrinsics, config: GeometryConfig,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points to measure: all valid pixels of small segments, every ``sparse_stride``-th
+    row and column of large ones (all of a large one the grid would starve, e.g. a thin line)."""
     stride = config.sparse_stride
     if stride == 1:
-        return valid
+        return _points(segment_ids, z, k, valid)
+    grid_ids = segment_ids[::stride, ::stride]
     grid_valid = valid[::stride, ::stride]
-    on_grid = np.bincount(segment_ids[::stride, ::stride][grid_valid], minlength=counts.size)
+    on_grid = np.bincount(np.where(grid_valid, grid_ids, 0).ravel(), minlength=counts.size)
     dense = counts <= config.dense_points
     starved = ~dense & (on_grid * 2 * stride * stride < counts)  # expected: counts / stride^2
-    selected = valid & (dense | starved)[segment_ids]
+    full_res = (dense | starved) & (counts > 0)
+    if not full_res.any():  # every segment is large: the grid alone
+        return _points(grid_ids, z[::stride, ::stride], k, grid_valid, stride)
+    selected = valid & full_res[segment_ids]
     selected[::stride, ::stride] |= grid_valid
-    return selected
+    return _points(segment_ids, z, k, selected)
 
 
 def segment_geometry(segment_ids: np.ndarray, depth_m: np.ndarray, intrinsics: PinholeIntrinsics,
@@ -177,9 +184,9 @@ def segment_geometry(segment_ids: np.ndarray, depth_m: np.ndarray, intrinsics: P
     z_image = depth_m.astype(np.float32, copy=False)
     valid = _valid_mask(segment_ids, z_image, config.max_depth)
     num_groups = int(segment_ids.max(initial=0)) + 1
-    counts = np.bincount(segment_ids[valid], minlength=num_groups)
-    ids, x, y, z = _points(segment_ids, z_image, intrinsics,
-                           _selection(segment_ids, valid, counts, config))
+    counts = np.bincount(np.where(valid, segment_ids, 0).ravel(), minlength=num_groups)
+    counts[0] = 0
+    ids, x, y, z = _measured_points(segment_ids, z_image, valid, counts, intrinsics, config)
     lo, hi = (p / 100.0 for p in config.box_percentiles)
     groups = ids.astype(np.float32)  # shared by the three sorts
     axes = [SortedGroups(c, groups, num_groups, config.resolution) for c in (x, y, z)]
