@@ -26,6 +26,7 @@ from std_msgs.msg import Header
 
 from fcclip_core.jobs.report import UnitReport
 from fcclip_core.jobs.units import McapChunkUnit, ProgressCallback
+from fcclip_core.spatial.tracker import SegmentTracker
 from fcclip_ros.bag_schemas import LATCHED_QOS, OUTPUT_QOS, complete_definition, type_name
 from fcclip_ros.conversions import FrameError, compressed_to_rgb, image_to_rgb
 from fcclip_ros.frame_messages import VOCABULARY_OUTPUTS, FrameMessageOptions, frame_messages, vocabulary_messages
@@ -95,6 +96,9 @@ def segment_chunk(predictor: Any, unit: McapChunkUnit, progress: ProgressCallbac
         writer.start(profile="ros2", library="fcclip_ros")
         channels = _ChannelWriter(writer)
         vocabulary_pending = chunk.first
+        # One tracker per image topic, as the live node keeps one per camera stream; a chunk
+        # starts with fresh tracks (chunks may run on different workers).
+        trackers: dict[str, SegmentTracker] = {}
         for schema, channel, message in make_reader(source).iter_messages(
                 topics=list(chunk.topics), starting_at=chunk.start_ns, ending_before=chunk.end_ns):
             if vocabulary_pending:
@@ -127,7 +131,13 @@ def segment_chunk(predictor: Any, unit: McapChunkUnit, progress: ProgressCallbac
             started = time.perf_counter()
             result = predictor.predict(rgb, tasks=frame_options.tasks)
             report.add_result(result, time.perf_counter() - started)
-            for name, output in frame_messages(result, rgb, image.header, frame_options, vision_msgs).items():
+            tracks = None
+            if options.track:
+                tracker = trackers.setdefault(channel.topic, SegmentTracker())
+                stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
+                tracks = tracker.update_result(result, stamp=stamp).track_of_segment
+            messages = frame_messages(result, rgb, image.header, frame_options, vision_msgs, tracks=tracks)
+            for name, output in messages.items():
                 channels.write(options.topic(channel.topic, name), output, message.log_time, message.publish_time)
             progress(1)
         writer.finish()

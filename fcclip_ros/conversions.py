@@ -16,10 +16,11 @@ from __future__ import annotations
 import array
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
+from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
@@ -216,36 +217,61 @@ def segment_ids_to_image(segment_ids: np.ndarray, header: Header) -> Image:
     return array_to_image(segment_ids.astype(np.int32, copy=False), "32SC1", header)
 
 
-def segment_array(panoptic: Any, vocabulary_version: int, header: Header) -> SegmentArray:
-    """The SegmentArray of a panoptic result (ids and areas as in its segment-id image)."""
+def segment_array(panoptic: Any, vocabulary_version: int, header: Header,
+                  tracks: Mapping[int, int] | None = None,
+                  geometry: Mapping[int, Any] | None = None) -> SegmentArray:
+    """The SegmentArray of a panoptic result (ids and areas as in its segment-id image), with
+    each segment's track id (``tracks``: segment id -> track id) and 3D (``geometry``: segment
+    id -> ``fcclip_core.spatial.segments_3d.Segment3D``) where given."""
     height, width = panoptic.segment_ids.shape
     msg = SegmentArray(header=header, vocabulary_version=int(vocabulary_version),
                        height=int(height), width=int(width))
-    msg.segments = [
-        SegmentMsg(
+    tracks, geometry = tracks or {}, geometry or {}
+    for s in panoptic.segments:
+        segment = SegmentMsg(
             id=int(s.id), class_id=int(s.category_id), label=str(s.label), score=float(s.score),
             is_thing=bool(s.isthing), area=int(s.area),
             bbox=RegionOfInterest(x_offset=int(s.bbox[0]), y_offset=int(s.bbox[1]),
                                   width=int(s.bbox[2]), height=int(s.bbox[3])),
-            centroid_x=float(s.centroid[0]), centroid_y=float(s.centroid[1]))
-        for s in panoptic.segments
-    ]
+            centroid_x=float(s.centroid[0]), centroid_y=float(s.centroid[1]),
+            track_id=int(tracks.get(s.id, 0)))
+        g = geometry.get(s.id)
+        if g is not None:
+            segment.has_3d = True
+            segment.centroid_3d = Point(x=g.centroid[0], y=g.centroid[1], z=g.centroid[2])
+            segment.box_3d_min = Point(x=g.box_min[0], y=g.box_min[1], z=g.box_min[2])
+            segment.box_3d_max = Point(x=g.box_max[0], y=g.box_max[1], z=g.box_max[2])
+            segment.num_points = int(g.num_points)
+            segment.median_depth = float(g.median_depth)
+        msg.segments.append(segment)
     return msg
 
 
-def detection_array(panoptic: Any, header: Header, vision_msgs: Any) -> Any:
+def detection_id(segment_id: int, tracks: Mapping[int, int] | None) -> str:
+    """A detection's ``id``: the segment id without tracking, else its track id ("" while the
+    track is not confirmed)."""
+    if tracks is None:
+        return str(int(segment_id))
+    track = int(tracks.get(segment_id, 0))
+    return str(track) if track > 0 else ""
+
+
+def detection_array(panoptic: Any, header: Header, vision_msgs: Any,
+                    tracks: Mapping[int, int] | None = None) -> Any:
     """A ``vision_msgs/Detection2DArray`` with one detection per thing segment.
 
-    ``class_id`` is the label text (unambiguous across vocabulary changes), ``id`` the segment id
-    (the value of the segment's pixels in ``~/segment_ids``). ``vision_msgs`` is the module
-    ``vision_msgs.msg``. BoundingBox2D centres are pixel-area centres: x + w / 2, y + h / 2.
+    ``class_id`` is the label text (unambiguous across vocabulary changes). ``id`` is the track
+    id when ``tracks`` (segment id -> track id) is given ("" while a track is not confirmed),
+    else the segment id (the value of the segment's pixels in ``~/segment_ids``).
+    ``vision_msgs`` is the module ``vision_msgs.msg``. BoundingBox2D centres are pixel-area
+    centres: x + w / 2, y + h / 2.
     """
     out = vision_msgs.Detection2DArray(header=header)
     for s in panoptic.segments:
         if not s.isthing:
             continue
         x, y, w, h = (float(v) for v in s.bbox)
-        detection = vision_msgs.Detection2D(header=header, id=str(int(s.id)))
+        detection = vision_msgs.Detection2D(header=header, id=detection_id(s.id, tracks))
         hypothesis = vision_msgs.ObjectHypothesisWithPose()
         hypothesis.hypothesis.class_id = str(s.label)
         hypothesis.hypothesis.score = float(s.score)

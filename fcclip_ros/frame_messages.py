@@ -7,7 +7,7 @@ node carry identical messages: both go through ``frame_messages`` and ``vocabula
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from std_msgs.msg import Header
@@ -45,11 +45,15 @@ class FrameMessageOptions:
 
 
 def frame_messages(result: Any, rgb: np.ndarray, header: Header, options: FrameMessageOptions,
-                   vision_msgs: Any | None, include_overlay: bool = True) -> dict[str, Any]:
+                   vision_msgs: Any | None, include_overlay: bool = True,
+                   tracks: Mapping[int, int] | None = None,
+                   geometry: Mapping[int, Any] | None = None) -> dict[str, Any]:
     """The output messages of one frame, by output name, all stamped with the frame's ``header``.
 
     Outputs switched off in ``options`` are absent; so are detections without ``vision_msgs`` and
     the overlay when ``include_overlay`` is False (the node draws it only for subscribers).
+    ``tracks`` (segment id -> track id) and ``geometry`` (segment id -> 3D) fill the segments'
+    track and 3D fields and the detections' ids, when the caller tracks or has depth.
     """
     panoptic = result.panoptic
     messages: dict[str, Any] = {}
@@ -60,9 +64,9 @@ def frame_messages(result: Any, rgb: np.ndarray, header: Header, options: FrameM
     if options.segment_ids:
         messages["segment_ids"] = conv.segment_ids_to_image(panoptic.segment_ids, header)
     if options.segments:
-        messages["segments"] = conv.segment_array(panoptic, result.vocabulary_version, header)
+        messages["segments"] = conv.segment_array(panoptic, result.vocabulary_version, header, tracks, geometry)
     if options.detections and vision_msgs is not None:
-        messages["detections"] = conv.detection_array(panoptic, header, vision_msgs)
+        messages["detections"] = conv.detection_array(panoptic, header, vision_msgs, tracks)
     if options.overlay and include_overlay:
         from fcclip_core.visualize import overlay
 

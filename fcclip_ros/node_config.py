@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from fcclip_ros.spatial_config import SpatialConfig, spatial_config
+
 ParamValue = Any  # str | int | float | bool | list[str] | None (None: not set)
 
 
@@ -125,6 +127,39 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("overlay_labels", True, bool, "draw label text on the overlay", runtime=True),
     ParamSpec("output_qos.reliability", "reliable", str, "reliability of the per-frame outputs", choices=RELIABILITY),
     ParamSpec("output_qos.depth", 5, int, "history depth of the per-frame outputs", minimum=1, maximum=1000),
+    # Depth, 3D and tracking (see fcclip_ros/spatial_config.py).
+    ParamSpec("use_depth", False, bool,
+              "subscribe `depth` (registered to the colour image; 16UC1 mm or 32FC1 m) and `camera_info`, "
+              "and publish ~/detections_3d, ~/markers and (publish_cloud) ~/cloud; QoS as image_qos"),
+    ParamSpec("depth_scale", 0.0, float,
+              "metres per depth unit; 0: from the encoding (16UC1: 0.001, 32FC1: 1)", minimum=0.0),
+    ParamSpec("depth_tolerance", 0.02, float,
+              "largest difference in seconds between the colour and depth stamps that still pair; "
+              "frames without a match are published in 2D only", minimum=0.0, maximum=10.0),
+    ParamSpec("depth_buffer", 10, int, "recent depth frames kept for pairing (older ones are dropped)",
+              minimum=1, maximum=100),
+    ParamSpec("max_depth", 10.0, float, "metres; farther depth counts as invalid", minimum=0.01),
+    ParamSpec("min_points", 20, int, "valid depth pixels a segment needs to get 3D", minimum=1),
+    ParamSpec("box_percentile", 2.0, float,
+              "3D boxes span this percentile to 100 minus it of the segment's points, per axis",
+              minimum=0.0, maximum=49.0),
+    ParamSpec("publish_detections_3d", True, bool,
+              "with use_depth: ~/detections_3d (vision_msgs/Detection3DArray) when vision_msgs is installed"),
+    ParamSpec("publish_markers", True, bool, "with use_depth: ~/markers (visualization_msgs/MarkerArray)"),
+    ParamSpec("publish_cloud", False, bool,
+              "with use_depth: ~/cloud (sensor_msgs/PointCloud2: x y z label segment_id track_id)"),
+    ParamSpec("cloud_decimation", 4, int, "~/cloud keeps every N-th row and column", minimum=1, maximum=64),
+    ParamSpec("tracking", True, bool,
+              "give segments persistent track ids (Segment.track_id, detection ids, ~/track_ids)"),
+    ParamSpec("publish_track_ids", True, bool, "with tracking: ~/track_ids (32SC1 track-id image, 0 = none)"),
+    ParamSpec("tracker_min_iou", 0.2, float, "least mask IoU for a segment to continue a track",
+              minimum=0.01, maximum=1.0),
+    ParamSpec("tracker_max_missed", 5, int, "frames a track survives unseen", minimum=0, maximum=1000),
+    ParamSpec("tracker_min_hits", 2, int, "frames a new track needs before its id is published (0 until then)",
+              minimum=1, maximum=100),
+    ParamSpec("tracker_max_distance", 1.0, float,
+              "with depth: metres between 3D centroids beyond which a segment never continues a track",
+              minimum=0.001),
     # Diagnostics.
     ParamSpec("diagnostics_period", 1.0, float, "seconds between /diagnostics messages", minimum=0.05),
     ParamSpec("stats_window", 300, int, "number of recent frames the latency percentiles cover", minimum=1),
@@ -188,6 +223,7 @@ class NodeConfig:
     output_qos: QosSettings
     diagnostics_period: float
     stats_window: int
+    spatial: SpatialConfig = SpatialConfig()
 
 
 _UNSET = object()  # a parameter set to "not set" at run time (ros2 param delete): not a valid value
@@ -299,4 +335,5 @@ def parse_config(values: Mapping[str, ParamValue]) -> NodeConfig:
         overlay_alpha=float(v["overlay_alpha"]), overlay_labels=v["overlay_labels"],
         output_qos=QosSettings(v["output_qos.reliability"], "volatile", int(v["output_qos.depth"])),
         diagnostics_period=float(v["diagnostics_period"]), stats_window=int(v["stats_window"]),
+        spatial=spatial_config(v),
     )

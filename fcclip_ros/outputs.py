@@ -7,7 +7,7 @@ from it. Expensive outputs (the overlay) are only computed while someone subscri
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -71,11 +71,16 @@ class FrameOutputs:
         for publisher in self._publishers.values():
             self._node.destroy_lifecycle_publisher(publisher)
 
-    def publish(self, result: Any, rgb: np.ndarray, header: Header, config: NodeConfig) -> None:
-        """Publish the outputs ``config`` enables (the settings of this frame)."""
+    def publish(self, result: Any, rgb: np.ndarray, header: Header, config: NodeConfig,
+                tracks: Mapping[int, int] | None = None,
+                geometry: Mapping[int, Any] | None = None) -> None:
+        """Publish the outputs ``config`` enables (the settings of this frame). ``tracks``
+        (segment id -> track id) and ``geometry`` (segment id -> 3D) fill the SegmentArray's
+        track and 3D fields and the detections' ids."""
         options = message_options(config)
         with_overlay = options.overlay and self.overlay.get_subscription_count() > 0
-        messages = frame_messages(result, rgb, header, options, self._vision_msgs, include_overlay=with_overlay)
+        messages = frame_messages(result, rgb, header, options, self._vision_msgs, include_overlay=with_overlay,
+                                  tracks=tracks, geometry=geometry)
         for name, message in messages.items():
             self._publishers[name].publish(message)
 

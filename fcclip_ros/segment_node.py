@@ -45,6 +45,7 @@ from fcclip_ros.model_setup import StartupError, inference_threads, load_predict
 from fcclip_ros.node_config import (PARAMETERS, SPECS, VOCABULARY_PARAMETERS, ConfigError, NodeConfig,
                                     parse_config, runtime_problems)
 from fcclip_ros.outputs import FrameOutputs, VocabularyOutputs, frame_tasks, import_vision_msgs, qos_profile
+from fcclip_ros.spatial_outputs import SpatialOutputs
 from fcclip_ros.request_queue import RequestQueue
 from fcclip_ros.srv import SetVocabulary
 from fcclip_ros.vocabulary_source import RequestLimits, as_request, initial_vocabulary, parse_request, save_state
@@ -75,6 +76,7 @@ class Loaded:
     weights: str  # where the weights came from; "" when untrained
     outputs: FrameOutputs
     vocabulary_outputs: VocabularyOutputs
+    spatial: SpatialOutputs  # depth in; 3D and track outputs
     service: Any  # the ~/set_vocabulary service
     requests: RequestQueue
     limits: RequestLimits
@@ -247,7 +249,9 @@ class SegmentNode(LifecycleNodeMixin, Node):
                                       qos_profile=SERVICE_QOS, callback_group=self._vocabulary_group)
         result = Loaded(predictor=predictor, weights=loaded.weights,
                         outputs=FrameOutputs(self, config, vision_msgs),
-                        vocabulary_outputs=VocabularyOutputs(self, vision_msgs), service=service,
+                        vocabulary_outputs=VocabularyOutputs(self, vision_msgs),
+                        spatial=SpatialOutputs(self, config.spatial, qos_profile(config.output_qos), vision_msgs),
+                        service=service,
                         requests=RequestQueue(config.vocabulary_queue_depth, name="fcclip-set-vocabulary"),
                         limits=limits, frame_limits=conv.FrameLimits(config.max_image_pixels, config.max_image_side,
                                                                      config.image_16bit_max),
@@ -268,6 +272,7 @@ class SegmentNode(LifecycleNodeMixin, Node):
         self._worker = InferenceWorker(self._process, self._stats, self._on_error)
         self._worker.start()
         image_qos = qos_profile(config.image_qos)
+        loaded.spatial.subscribe(image_qos)
         frames = MutuallyExclusiveCallbackGroup()
         if config.image_transport == "compressed":
             self._subscription = self.create_subscription(
@@ -316,6 +321,8 @@ class SegmentNode(LifecycleNodeMixin, Node):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        if self._loaded is not None:
+            self._loaded.spatial.unsubscribe()
         stopped = True
         if self._worker is not None:
             stopped = self._worker.stop(STOP_TIMEOUT_S)
@@ -334,6 +341,7 @@ class SegmentNode(LifecycleNodeMixin, Node):
             self.destroy_service(loaded.service)
             loaded.outputs.destroy()
             loaded.vocabulary_outputs.destroy()
+            loaded.spatial.destroy()
             device = loaded.predictor.device
             del loaded
             _free_memory(device)
@@ -344,8 +352,10 @@ class SegmentNode(LifecycleNodeMixin, Node):
     # ------------------------------------------------------------------ frames
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
-        worker = self._worker
+        worker, loaded = self._worker, self._loaded
         if worker is not None:
+            if loaded is not None:
+                loaded.spatial.expect(msg.header)  # hold its depth aside while it waits
             worker.submit(PendingFrame(msg, time.monotonic()))
 
     def _process(self, frame: PendingFrame) -> None:
@@ -368,7 +378,8 @@ class SegmentNode(LifecycleNodeMixin, Node):
         worker = self._worker
         if worker is None or worker.stopping:
             return
-        loaded.outputs.publish(result, rgb, frame.msg.header, config)
+        spatial = loaded.spatial.process(result, frame.msg.header)
+        loaded.outputs.publish(result, rgb, frame.msg.header, config, spatial.tracks, spatial.geometry)
         self._stats.count_processed(time.monotonic() - frame.received, inference)
 
     def _apply_settings(self, loaded: Loaded, config: NodeConfig) -> None:
@@ -483,6 +494,7 @@ class SegmentNode(LifecycleNodeMixin, Node):
                 "text_cache_names": f"{cache.cached_names}/{loaded.predictor.text_cache.max_cached_names}",
                 "text_cache_evicted": cache.evicted_names,
                 **{name: _shown(getattr(config, name)) for name in _RUNTIME_SHOWN},
+                **loaded.spatial.diagnostics(),
             })
         values.update({
             "frames_in": snap.frames_in,

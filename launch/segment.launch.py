@@ -4,6 +4,8 @@
     ros2 launch fcclip_ros segment.launch.py params_file:=/path/to/my_segment.yaml namespace:=front
     ros2 launch fcclip_ros segment.launch.py weights:=/path/to/fcclip_cocopan.pth device:=cuda use_rviz:=true
     ros2 launch fcclip_ros segment.launch.py autostart:=false   # a lifecycle manager drives it
+    ros2 launch fcclip_ros segment.launch.py camera_topic:=/camera/color/image_raw use_depth:=true \
+        depth_topic:=/camera/aligned_depth_to_color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Every node parameter lives in the params file (default: the installed config/segment.yaml); the
 few arguments below that mirror parameters override the file only when they are given. With
@@ -38,16 +40,20 @@ PARAMETER_ARGUMENTS = {
     "image_reliability": ("image_qos.reliability", str, "input QoS reliability: best_effort or reliable"),
     "allow_untrained": ("allow_untrained", _as_bool, "run with random weights when no checkpoint is found"),
     "autostart": ("autostart", _as_bool, "true: configure and activate at start; false: wait for a lifecycle manager"),
+    "use_depth": ("use_depth", _as_bool, "3D outputs from depth_topic and camera_info_topic"),
 }
 
 ARGUMENTS = (
     ("camera_topic", "/camera/image_raw",
      "input sensor_msgs/Image topic; with image_transport:=compressed, <camera_topic>/compressed is used"),
+    ("depth_topic", "/camera/depth_registered/image_raw",
+     "with use_depth: depth image registered to the colour image (16UC1 mm or 32FC1 m)"),
+    ("camera_info_topic", "/camera/camera_info", "with use_depth: the colour camera's sensor_msgs/CameraInfo"),
     ("params_file", os.path.join(SHARE, "config", "segment.yaml"), "node parameters (YAML)"),
     ("namespace", "", "namespace of the node (its topics become /<namespace>/segment_node/...)"),
     ("use_sim_time", "false", "use the /clock topic (simulation, bag replay) for the node's time"),
     ("node_name", "segment_node", "name of the node"),
-    ("use_rviz", "false", "also start RViz with config/segment.rviz (overlay image)"),
+    ("use_rviz", "false", "also start RViz with config/segment.rviz (overlay image, 3D markers, cloud)"),
     ("rviz_config", os.path.join(SHARE, "config", "segment.rviz"), "RViz config file"),
 ) + tuple((name, "", f"{text} (empty: the params file's value)") for name, (_, _, text) in PARAMETER_ARGUMENTS.items())
 
@@ -68,7 +74,8 @@ def _launch_nodes(context):
             name=arg("node_name"),
             namespace=arg("namespace"),
             parameters=parameters,
-            remappings=[("image", camera), ("image/compressed", camera.rstrip("/") + "/compressed")],
+            remappings=[("image", camera), ("image/compressed", camera.rstrip("/") + "/compressed"),
+                        ("depth", arg("depth_topic")), ("camera_info", arg("camera_info_topic"))],
             output="screen",
             emulate_tty=True,
         )

@@ -61,10 +61,11 @@ def job_options(args: argparse.Namespace, model_key: str) -> JobOptions:
         raise SystemExit("fcclip-segment: --chunk-seconds must be > 0")
     try:
         bag = BagOutputOptions(namespace=args.namespace, outputs=tuple(args.outputs), labels_source=args.labels_source,
-                               copy_inputs=not args.no_input_copy)
+                               copy_inputs=not args.no_input_copy, track=not getattr(args, "no_track", False))
     except ValueError as exc:
         raise SystemExit(f"fcclip-segment: {exc}") from None
-    return JobOptions(output_dir=args.output, every=every, max_frames=args.max_frames, topics=tuple(args.topics),
+    return JobOptions(output_dir=args.output, every=every, max_frames=args.max_frames,
+                      track=not getattr(args, "no_track", False), topics=tuple(args.topics),
                       start_s=args.start, end_s=args.end, chunk_s=args.chunk_seconds, bag=bag, model_key=model_key)
 
 

@@ -25,6 +25,7 @@ class JobOptions:
     output_dir: Path
     every: int = 1
     max_frames: Optional[int] = None  # per video
+    track: bool = True  # persistent track ids for video frames (one tracker per video)
     topics: tuple[str, ...] = ()
     start_s: Optional[float] = None
     end_s: Optional[float] = None
@@ -92,7 +93,8 @@ def plan_job(inputs: Sequence[Path], options: JobOptions) -> Job:
                 job.failures[str(path)] = str(exc)
         elif suffix in VIDEO_SUFFIXES:
             job.units.append(FramesUnit(path, options.output_dir, options.every, options.max_frames,
-                                        _video_frames(path, options.every, options.max_frames)))
+                                        _video_frames(path, options.every, options.max_frames),
+                                        track=options.track))
         else:
             job.units.append(FramesUnit(path, options.output_dir, options.every, options.max_frames, 1))
     return job

@@ -33,6 +33,7 @@ class BagOutputOptions:
     overlay_alpha: float = 0.5
     overlay_labels: bool = True
     copy_inputs: bool = True
+    track: bool = True  # track ids per image topic, as the live node's default tracker gives them
 
     def __post_init__(self) -> None:
         if not self.namespace.startswith("/") or self.namespace.endswith("/") and self.namespace != "/":
@@ -55,6 +56,7 @@ class FramesUnit:
     every: int = 1
     max_frames: Optional[int] = None
     frames: int = 1  # expected frames (progress only)
+    track: bool = False  # give a video's segments persistent track ids
 
     @property
     def file(self) -> Path:

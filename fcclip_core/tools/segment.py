@@ -3,7 +3,8 @@
 For every image (or sampled video frame) it writes, into the output folder:
   <name>_overlay.png    the image with coloured panoptic segments and their labels
   <name>_segments.json  image size, vocabulary, segments (id, class, label, score, area, bbox,
-                        centroid), instances (class, score, bbox) and timings
+                        centroid; track_id for video frames), instances (class, score, bbox)
+                        and timings
   <name>_panoptic.png   16-bit segment-id image (0 = none), ids as in the JSON
 For every ROS 2 recording (.mcap) it writes <name>.mcap: the chosen image topics plus the live
 node's outputs (labels, segment ids, segments, detections, overlay, vocabulary) per image topic.
@@ -42,8 +43,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"}
 log = logging.getLogger("fcclip-segment")
 
 
-def iter_frames(inputs: Sequence[Path], video_stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 image) for every image file, image inside a folder, or sampled video frame."""
+def iter_frames(inputs: Sequence[Path], video_stride: int,
+                max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray, Optional[Path]]]:
+    """(name, RGB uint8 image, the video it is from or None) for every image file, image inside a
+    folder, or sampled video frame."""
     for path in inputs:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
@@ -56,10 +59,11 @@ def iter_frames(inputs: Sequence[Path], video_stride: int, max_frames: Optional[
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise SystemExit(f"fcclip-segment: cannot read image {path}")
-            yield path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
 
 
-def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray]]:
+def _video_frames(path: Path, stride: int,
+                  max_frames: Optional[int]) -> Iterator[tuple[str, np.ndarray, Optional[Path]]]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise SystemExit(f"fcclip-segment: cannot open video {path}")
@@ -71,7 +75,7 @@ def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterato
                 break
             if index % stride == 0:
                 produced += 1
-                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), path
             index += 1
     finally:
         capture.release()
@@ -79,8 +83,9 @@ def _video_frames(path: Path, stride: int, max_frames: Optional[int]) -> Iterato
         log.warning("%s: no frames decoded", path)
 
 
-def result_to_json(result, name: str) -> dict:
-    """The JSON document of one result (everything but the pixel maps)."""
+def result_to_json(result, name: str, track_ids: Optional[dict[int, int]] = None) -> dict:
+    """The JSON document of one result (everything but the pixel maps); ``track_ids`` (segment
+    id -> track id) adds each segment's ``track_id``."""
     vocab = result.vocabulary
     doc: dict = {
         "image": name,
@@ -95,6 +100,9 @@ def result_to_json(result, name: str) -> dict:
     }
     if result.panoptic is not None:
         doc["segments"] = [asdict(segment) for segment in result.panoptic.segments]
+        if track_ids is not None:
+            for segment in doc["segments"]:
+                segment["track_id"] = track_ids.get(segment["id"], 0)
     if result.instances is not None:
         inst = result.instances
         doc["instances"] = [
@@ -105,7 +113,8 @@ def result_to_json(result, name: str) -> dict:
     return doc
 
 
-def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path) -> list[Path]:
+def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path,
+                  track_ids: Optional[dict[int, int]] = None) -> list[Path]:
     from fcclip_core.visualize import overlay
 
     written = []
@@ -121,7 +130,7 @@ def write_outputs(result, rgb: np.ndarray, name: str, output_dir: Path) -> list[
         cv2.imwrite(str(path), ids.astype(np.uint16))
         written.append(path)
     path = output_dir / f"{name}_segments.json"
-    path.write_text(json.dumps(result_to_json(result, name), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(result_to_json(result, name, track_ids), indent=1), encoding="utf-8")
     written.append(path)
     return written
 
@@ -165,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-stride", type=int, default=1, help="segment every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     add_job_arguments(parser)
+    parser.add_argument("--no-track", action="store_true",
+                        help="do not give video frames' segments track ids (default: one tracker per video; "
+                             "a new thing's id is 0 until it was seen in 2 frames)")
     return parser
 
 

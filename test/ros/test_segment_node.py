@@ -128,7 +128,8 @@ def test_outputs_keep_the_header_and_agree_with_each_other(peer, io, node) -> No
         assert seg.is_thing == (seg.label not in TEST_STUFF)
     things = [s for s in segments.segments if s.is_thing]
     detections = outputs["detections"].detections
-    assert [d.id for d in detections] == [str(s.id) for s in things]
+    # the detection id is the segment's track id ("" until its track is confirmed)
+    assert [d.id for d in detections] == [str(s.track_id) if s.track_id else "" for s in things]
     for detection, seg in zip(detections, things):
         assert detection.header.frame_id == "cat_camera" and stamp_of(detection) == stamp
         assert detection.results[0].hypothesis.class_id == seg.label

@@ -49,6 +49,35 @@ def test_segments_an_image_and_a_video(reference_root, tmp_path):
     assert not (out / "clip_f000001_segments.json").exists()
 
 
+def test_video_frames_get_track_ids_that_persist(reference_root, tmp_path):
+    image = cv2.imread(str(REPO_ROOT / "demo_images" / "chelsea.jpg"))[:128, :192]
+    video = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (192, 128))
+    for _ in range(4):
+        writer.write(image)
+    writer.release()
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    out = tmp_path / "out"
+    done = run_cli(str(video), str(tmp_path / "photo.png"), "-o", str(out), "--model-config", "fixture_tiny",
+                   "--weights", str(reference_root / "tiny" / "weights.pth"), "--short-side", "128",
+                   "--vocabulary", "cat, kitty", "carpet, rug", "wall", "--stuff", "carpet", "wall")
+    assert done.returncode == 0, done.stderr
+    docs = [json.loads((out / f"still_f{i:06d}_segments.json").read_text()) for i in range(4)]
+    assert docs[0]["segments"], "the tiny model should give segments"
+    tracks = [{s["id"]: s["track_id"] for s in doc["segments"]} for doc in docs]
+    # stuff has its id at once, things from their second frame on
+    assert all((s["track_id"] > 0) == (not s["isthing"]) for s in docs[0]["segments"])
+    assert tracks[1] == tracks[2] == tracks[3] and all(t > 0 for t in tracks[1].values())
+    photo = json.loads((out / "photo_segments.json").read_text())
+    assert all("track_id" not in s for s in photo["segments"])  # a single image is not tracked
+    again = run_cli(str(video), "-o", str(tmp_path / "untracked"), "--model-config", "fixture_tiny",
+                    "--weights", str(reference_root / "tiny" / "weights.pth"), "--short-side", "128",
+                    "--max-frames", "1", "--no-track")
+    assert again.returncode == 0, again.stderr
+    doc = json.loads((tmp_path / "untracked" / "still_f000000_segments.json").read_text())
+    assert all("track_id" not in s for s in doc["segments"])
+
+
 def test_a_resnet_model_is_chosen_by_its_config_name(reference_root, tmp_path):
     folder = reference_root / "rn_tiny"
     image = tmp_path / "chelsea.png"
