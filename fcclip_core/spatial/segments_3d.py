@@ -165,13 +165,13 @@ def _measured_points(segment_ids: np.ndarray, z: np.ndarray, valid: np.ndarray,
         return _points(segment_ids, z, k, valid)
     grid_ids = segment_ids[::stride, ::stride]
     grid_valid = valid[::stride, ::stride]
-    on_grid = np.bincount(np.where(grid_valid, grid_ids, 0).ravel(), minlength=counts.size)
+    on_grid = np.bincount((grid_ids * grid_valid).ravel(), minlength=counts.size)
     dense = counts <= config.dense_points
     starved = ~dense & (on_grid * 2 * stride * stride < counts)  # expected: counts / stride^2
     full_res = (dense | starved) & (counts > 0)
     if not full_res.any():  # every segment is large: the grid alone
         return _points(grid_ids, z[::stride, ::stride], k, grid_valid, stride)
-    selected = valid & full_res[segment_ids]
+    selected = valid & full_res.take(segment_ids)
     selected[::stride, ::stride] |= grid_valid
     return _points(segment_ids, z, k, selected)
 
@@ -184,7 +184,8 @@ def segment_geometry(segment_ids: np.ndarray, depth_m: np.ndarray, intrinsics: P
     z_image = depth_m.astype(np.float32, copy=False)
     valid = _valid_mask(segment_ids, z_image, config.max_depth)
     num_groups = int(segment_ids.max(initial=0)) + 1
-    counts = np.bincount(np.where(valid, segment_ids, 0).ravel(), minlength=num_groups)
+    # (a product and take() are several times faster than np.where and fancy indexing here)
+    counts = np.bincount((segment_ids * valid).ravel(), minlength=num_groups)
     counts[0] = 0
     ids, x, y, z = _measured_points(segment_ids, z_image, valid, counts, intrinsics, config)
     lo, hi = (p / 100.0 for p in config.box_percentiles)
