@@ -1,4 +1,4 @@
-"""Throughput of fcclip-segment on a ROS 2 recording: one process vs Ray workers.
+"""Throughput of fcclip-segment on a ROS 2 recording: one process vs Ray workers, and with depth.
 
 Writes a recording of demo photos (raw rgb8 frames), runs the real ``fcclip-segment`` on it in
 each mode with N and 2N frames, and prints the end-to-end time and the steady rate
@@ -6,6 +6,7 @@ N / (T(2N) - T(N)), which leaves out the start-up (model build, Ray cluster and 
 A benchmark, not a test: it prints numbers.
 
     python -m fcclip_ros.bench_bag --model-config rn50 --untrained --frames 24 --workers 2
+    python -m fcclip_ros.bench_bag --model-config rn50 --untrained --frames 24 --workers 0 --depth
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from fcclip_ros.conversions import rgb_to_image
+from fcclip_ros.conversions import array_to_image, rgb_to_image
 
 
 
@@ -40,8 +41,10 @@ def demo_frames(width: int) -> list[np.ndarray]:
 
 
 def write_benchmark_recording(path: Path, frames: int, width: int) -> Path:
+    """Raw rgb8 frames at 10 Hz on /camera/image_raw, each with a camera_info and a 16UC1 depth plane."""
     from mcap.writer import Writer
     from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CameraInfo
 
     from fcclip_ros.bag_schemas import OUTPUT_QOS, complete_definition
 
@@ -49,14 +52,22 @@ def write_benchmark_recording(path: Path, frames: int, width: int) -> Path:
     with path.open("wb") as stream:
         writer = Writer(stream)
         writer.start(profile="ros2", library="fcclip_ros bench")
-        schema = writer.register_schema("sensor_msgs/msg/Image", "ros2msg",
-                                        complete_definition("sensor_msgs/msg/Image").encode())
-        channel = writer.register_channel("/camera/image_raw", "cdr", schema, {"offered_qos_profiles": OUTPUT_QOS})
+        channels = {}
+        for topic, kind in (("/camera/image_raw", "Image"), ("/camera/depth", "Image"), ("/camera/camera_info", "CameraInfo")):
+            schema = writer.register_schema(f"sensor_msgs/msg/{kind}", "ros2msg",
+                                            complete_definition(f"sensor_msgs/msg/{kind}").encode())
+            channels[topic] = writer.register_channel(topic, "cdr", schema, {"offered_qos_profiles": OUTPUT_QOS})
         for k in range(frames):
             t = 1_700_000_000_000_000_000 + k * 100_000_000
             header = Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera")
-            writer.add_message(channel, log_time=t, publish_time=t,
-                               data=serialize_message(rgb_to_image(pictures[k % len(pictures)], header)))
+            rgb = pictures[k % len(pictures)]
+            h, w = rgb.shape[:2]
+            info = CameraInfo(header=header, width=w, height=h,
+                              k=[w * 0.8, 0.0, (w - 1) / 2, 0.0, w * 0.8, (h - 1) / 2, 0.0, 0.0, 1.0])
+            depth = array_to_image(np.full((h, w), 1500 + 100 * (k % 5), np.uint16), "16UC1", header)
+            for topic, message in (("/camera/camera_info", info), ("/camera/depth", depth),
+                                   ("/camera/image_raw", rgb_to_image(rgb, header))):
+                writer.add_message(channels[topic], log_time=t, publish_time=t, data=serialize_message(message))
         writer.finish()
     return path
 
@@ -82,7 +93,9 @@ def main() -> int:
     parser.add_argument("--short-side", type=int, default=320)
     parser.add_argument("--width", type=int, default=640, help="width of the recorded frames")
     parser.add_argument("--frames", type=int, default=24, help="N (runs use N and 2N frames)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (0: no Ray mode)")
+    parser.add_argument("--depth", action="store_true",
+                        help="also a single-process run with --depth-topic/--camera-info-topic (3D outputs)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the single process")
     parser.add_argument("--chunk-seconds", type=float, default=0.4, help="the recording is at 10 Hz: 4 frames a chunk")
     parser.add_argument("--repeat", type=int, default=1)
@@ -93,8 +106,13 @@ def main() -> int:
               "--no-input-copy", "--outputs", "labels", "segment_ids", "segments", "detections",
               "--chunk-seconds", str(args.chunk_seconds)]
     common += ["--weights", args.weights] if args.weights else ["--untrained"] if args.untrained else []
-    modes = {"1 process": ["--threads", str(args.threads)],
-             f"Ray, {args.workers} workers": ["--ray", "--ray-workers", str(args.workers), "--threads", "1"]}
+    common += ["--topics", "/camera/image_raw"]
+    modes = {"1 process": ["--threads", str(args.threads)]}
+    if args.depth:
+        modes["1 process, with depth (3D outputs)"] = [
+            "--threads", str(args.threads), "--depth-topic", "/camera/depth", "--camera-info-topic", "/camera/camera_info"]
+    if args.workers > 0:
+        modes[f"Ray, {args.workers} workers"] = ["--ray", "--ray-workers", str(args.workers), "--threads", "1"]
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         recordings = {n: write_benchmark_recording(root / f"rec{n}.mcap", n, args.width)

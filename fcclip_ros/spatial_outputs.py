@@ -14,20 +14,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from fcclip_core.spatial.depth import DepthError
-from fcclip_core.spatial.intrinsics import IntrinsicsError
-from fcclip_core.spatial.segments_3d import Segment3D, panoptic_in_3d
+from fcclip_core.spatial.segments_3d import Segment3D
 from fcclip_core.spatial.tracker import SegmentTracker
 from fcclip_ros import spatial_conversions as sconv
-from fcclip_ros.conversions import FrameError
 from fcclip_ros.depth_pairing import StampRing, stamp_ns
 from fcclip_ros.spatial_config import SpatialConfig
+from fcclip_ros.spatial_messages import (UNUSABLE_DEPTH_INPUT, SpatialMessageOptions, frame_geometry,
+                                         spatial_messages)
 
 LOG_THROTTLE_S = 5.0
 
@@ -75,6 +73,9 @@ class SpatialOutputs:
                 self.markers = publish(MarkerArray, "~/markers", output_qos)
             if config.publish_cloud:
                 self.cloud = publish(PointCloud2, "~/cloud", output_qos)
+        self._message_options = SpatialMessageOptions(detections_3d=self.detections_3d is not None,
+                                                      markers=self.markers is not None,
+                                                      cloud=self.cloud is not None)
         self._ring: StampRing[Image] = StampRing(config.depth_buffer)
         self._held: dict[int, Image] = {}  # depth held for the frames expected: stamp -> message
         self._camera_info: CameraInfo | None = None
@@ -168,20 +169,14 @@ class SpatialOutputs:
             self._problem("no camera_info received yet", True)
             return None
         try:
-            intrinsics = sconv.camera_info_intrinsics(info)
-            depth = sconv.depth_to_array(depth_msg)
-            classes = np.zeros(int(panoptic.segment_ids.max(initial=0)) + 1, dtype=np.int64)
-            for s in panoptic.segments:
-                classes[s.id] = s.category_id
-            decimation = self._config.cloud_decimation if self.cloud is not None else 0
-            geometry, cloud = panoptic_in_3d(panoptic.segment_ids, classes, depth, intrinsics,
-                                             self._config.geometry, decimation)
-        except (FrameError, IntrinsicsError, DepthError) as error:
+            spatial = frame_geometry(panoptic, depth_msg, info, self._config.geometry,
+                                     self._config.cloud_decimation if self.cloud is not None else 0)
+        except UNUSABLE_DEPTH_INPUT as error:
             self._problem(f"unusable depth or camera_info: {error}", True)
             return None
         with self._lock:
             self.counts.frames_with_3d += 1
-        return geometry.segments(), cloud
+        return spatial
 
     def process(self, result: Any, header: Header) -> SpatialFrame:
         """3D and track ids of one frame's result; publishes the spatial outputs."""
@@ -204,14 +199,10 @@ class SpatialOutputs:
                 self.track_ids.publish(sconv.track_ids_image(tracks.id_image(panoptic.segment_ids),
                                                              header))
         if spatial is not None:  # also with no segment in 3D: the markers must clear
-            tracks_or_none = frame.tracks or {}
-            if self.detections_3d is not None:
-                self.detections_3d.publish(sconv.detection3d_array(
-                    panoptic, frame.geometry, tracks_or_none, header, self._vision_msgs))
-            if self.markers is not None:
-                self.markers.publish(sconv.marker_array(panoptic, frame.geometry, tracks_or_none, header))
-            if self.cloud is not None and cloud is not None:
-                self.cloud.publish(sconv.cloud_message(cloud, tracks_or_none, header))
+            publishers = {"detections_3d": self.detections_3d, "markers": self.markers, "cloud": self.cloud}
+            for name, message in spatial_messages(panoptic, frame.geometry, cloud, frame.tracks, header,
+                                                  self._message_options, self._vision_msgs).items():
+                publishers[name].publish(message)  # type: ignore[union-attr]
         return frame
 
     def diagnostics(self) -> dict[str, str]:

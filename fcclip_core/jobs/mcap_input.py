@@ -17,6 +17,7 @@ IMAGE_SCHEMAS: dict[str, str] = {
     "sensor_msgs/msg/Image": "raw",
     "sensor_msgs/msg/CompressedImage": "compressed",
 }
+DEPTH_SCHEMAS: tuple[str, str] = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 ROS1_BAG_MAGIC = b"#ROSBAG V"
 
@@ -126,9 +127,38 @@ def choose_topics(path: Path, images: dict[str, str], requested: Sequence[str]) 
     return tuple(dict.fromkeys(requested))
 
 
+def check_depth_topics(path: Path, topics: Sequence[TopicInfo], images: dict[str, str],
+                       depth_topics: tuple[str, str]) -> dict[str, str]:
+    """The image topics left to segment once (depth, camera_info) are checked and set apart.
+
+    Raises RecordingError when a topic is missing or of the wrong type.
+    """
+    schema_of = {t.topic: t.schema for t in topics}
+    for topic, wanted in zip(depth_topics, DEPTH_SCHEMAS):
+        if topic not in schema_of:
+            raise RecordingError(f"{path}: no topic {topic} in this recording; topics: "
+                                 + ", ".join(f"{t.topic} ({t.schema})" for t in topics))
+        if schema_of[topic] != wanted:
+            raise RecordingError(f"{path}: {topic} is {schema_of[topic] or 'of unknown type'}, expected {wanted}")
+    return {t: kind for t, kind in images.items() if t != depth_topics[0]}
+
+
+def choose_depth_image_topic(path: Path, images: dict[str, str], requested: Sequence[str]) -> tuple[str, ...]:
+    """The one image topic that depth and camera_info belong to; refuses when that is ambiguous."""
+    chosen = choose_topics(path, images, requested)
+    if len(chosen) != 1:
+        raise RecordingError(f"{path}: depth and camera_info belong to one image topic, but "
+                             f"{len(chosen)} are chosen ({', '.join(chosen)}); name the colour topic with --topics")
+    return chosen
+
+
 def plan_recording(path: Path, requested_topics: Sequence[str] = (), start_s: Optional[float] = None,
-                   end_s: Optional[float] = None, every: int = 1, chunk_s: float = 60.0) -> RecordingPlan:
+                   end_s: Optional[float] = None, every: int = 1, chunk_s: float = 60.0,
+                   depth_topics: Optional[tuple[str, str]] = None) -> RecordingPlan:
     """Validate ``path`` and cut its chosen image topics into time chunks.
+
+    ``depth_topics``: (depth, camera_info) of the one image topic to segment; the depth topic is
+    then no image topic to segment (the chunks' ``topics`` stay the image topics only).
 
     ``start_s``/``end_s`` are seconds from the recording's first message; ``every``: segment every
     N-th frame of each topic; ``chunk_s``: chunk length (the unit of resuming and of Ray work).
@@ -140,22 +170,28 @@ def plan_recording(path: Path, requested_topics: Sequence[str] = (), start_s: Op
     if chunk_s <= 0:
         raise ValueError(f"chunk length must be > 0 s, got {chunk_s}")
     all_topics, images = check_recording(path)
-    topics = choose_topics(path, images, requested_topics)
-    times: dict[str, list[int]] = {t: [] for t in topics}
+    if depth_topics is None:
+        topics = choose_topics(path, images, requested_topics)
+    else:
+        images = check_depth_topics(path, all_topics, images, depth_topics)
+        topics = choose_depth_image_topic(path, images, requested_topics)
+    # depth and camera_info are copied, and read for pairing, within the chunks: the chunks span them too
+    companions = tuple(t for t in (depth_topics or ()) if t not in topics)
+    times: dict[str, list[int]] = {t: [] for t in topics + companions}
     with path.open("rb") as stream:
         reader, summary, _ = _open_reader(path, stream)
         origin = summary.statistics.message_start_time if summary.statistics else 0
         begin = origin + round(start_s * 1e9) if start_s is not None else None
         finish = origin + round(end_s * 1e9) if end_s is not None else None
         try:
-            for _, channel, message in reader.iter_messages(topics=list(topics), starting_at=begin, ending_at=finish):
+            for _, channel, message in reader.iter_messages(topics=list(times), starting_at=begin, ending_at=finish):
                 times[channel.topic].append(message.log_time)
         except (McapError, struct.error, EOFError, ValueError) as exc:
             raise RecordingError(f"{path}: truncated or corrupt MCAP data ({type(exc).__name__}: {exc}); "
                                  "repair it with `mcap recover` first") from None
     plan = RecordingPlan(path, all_topics)
     stamps = sorted(t for values in times.values() for t in values)
-    if not stamps:
+    if not any(times[t] for t in topics):  # no frames: nothing to segment
         return plan
     step = round(chunk_s * 1e9)
     first_ns, last_ns = stamps[0], stamps[-1]

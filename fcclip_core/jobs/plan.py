@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from fcclip_core.jobs.mcap_input import RecordingError, plan_recording
 from fcclip_core.jobs.mcap_merge import merge_parts
-from fcclip_core.jobs.units import BagOutputOptions, FramesUnit, McapChunkUnit, WorkUnit
+from fcclip_core.jobs.units import BAG_DEPTH_CHECK, BagOutputOptions, FramesUnit, McapChunkUnit, WorkUnit, load_hook
 
 RECORDING_SUFFIXES = {".mcap"}
 ROS1_BAG_SUFFIXES = {".bag"}
@@ -79,9 +79,14 @@ def _video_frames(path: Path, every: int, max_frames: Optional[int]) -> int:
 
 
 def plan_job(inputs: Sequence[Path], options: JobOptions) -> Job:
-    """All units of a job; unreadable recordings go to ``failures`` with the reason."""
+    """All units of a job; unreadable recordings go to ``failures`` with the reason.
+
+    Raises ValueError for depth settings the node would refuse.
+    """
     from fcclip_core.tools.segment import VIDEO_SUFFIXES
 
+    if options.bag.depth is not None:  # the node's rules for the 3D settings; raises ValueError
+        load_hook(BAG_DEPTH_CHECK)(options.bag.depth)
     job = Job()
     outputs: dict[Path, Path] = {}
     for path in expand_inputs(inputs):
@@ -110,7 +115,9 @@ def _plan_recording(job: Job, path: Path, options: JobOptions, outputs: dict[Pat
     if output.exists():
         job.finished.append(output)
         return
-    plan = plan_recording(path, options.topics, options.start_s, options.end_s, options.every, options.chunk_s)
+    depth = options.bag.depth
+    plan = plan_recording(path, options.topics, options.start_s, options.end_s, options.every, options.chunk_s,
+                          depth.topics if depth is not None else None)
     if not plan.chunks:
         raise RecordingError(f"{path}: no image messages on {', '.join(options.topics) or 'its image topics'} "
                              "in the chosen time range")

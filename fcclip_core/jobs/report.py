@@ -16,6 +16,8 @@ class UnitReport:
     skipped: Counter = field(default_factory=Counter)  # reason -> frames
     resumed: int = 0  # frames whose outputs an earlier run had already written
     image_outputs: int = 0  # frames with per-image output files (images, video frames), resumed included
+    frames_with_3d: int = 0  # recordings with depth: frames that got 3D outputs
+    without_3d: Counter = field(default_factory=Counter)  # reason -> frames written in 2D only
 
     def add_result(self, result: Any, seconds: float) -> None:
         """Count one segmented frame."""
@@ -31,6 +33,8 @@ class UnitReport:
         self.skipped.update(other.skipped)
         self.resumed += other.resumed
         self.image_outputs += other.image_outputs
+        self.frames_with_3d += other.frames_with_3d
+        self.without_3d.update(other.without_3d)
 
 
 def format_summary(report: UnitReport, wall_s: float, failures: dict[str, str]) -> str:
@@ -46,6 +50,11 @@ def format_summary(report: UnitReport, wall_s: float, failures: dict[str, str]) 
     if report.segments_per_class:
         lines.append("segments per class: " + ", ".join(
             f"{label} {count}" for label, count in sorted(report.segments_per_class.items(), key=lambda kv: (-kv[1], kv[0]))))
+    if report.frames_with_3d or report.without_3d:
+        lines.append(f"3D: {report.frames_with_3d} frame(s) with depth, "
+                     f"{sum(report.without_3d.values())} in 2D only")
+    for reason, count in sorted(report.without_3d.items()):
+        lines.append(f"2D only, {count} frame(s): {reason}")
     for reason, count in sorted(report.skipped.items()):
         lines.append(f"skipped {count} frame(s): {reason}")
     for source, message in failures.items():

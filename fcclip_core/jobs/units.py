@@ -19,8 +19,38 @@ from fcclip_core.jobs.mcap_input import McapChunk
 from fcclip_core.jobs.report import UnitReport
 
 MCAP_CHUNK_RUNNER = "fcclip_ros.bag_segmenter:segment_chunk"
+# Validates BagDepthOptions with the node's parameter rules (raises ValueError) before any model loads.
+BAG_DEPTH_CHECK = "fcclip_ros.bag_depth:bag_spatial_config"
 
 ProgressCallback = Callable[[int], None]  # called with the number of frames just finished
+
+
+@dataclass(frozen=True)
+class BagDepthOptions:
+    """Depth and camera_info of the one segmented image topic, and the 3D settings.
+
+    Names as the node's parameters; a setting left None takes the node's default (the bag writer
+    reads them from the node's parameter table, so the two never disagree).
+    """
+
+    depth_topic: str
+    camera_info_topic: str
+    depth_scale: Optional[float] = None
+    depth_tolerance: Optional[float] = None
+    max_depth: Optional[float] = None
+    min_points: Optional[int] = None
+    publish_cloud: bool = False
+    cloud_decimation: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not self.depth_topic or not self.camera_info_topic:
+            raise ValueError("depth needs both a depth topic and a camera_info topic")
+        if self.depth_topic == self.camera_info_topic:
+            raise ValueError(f"the depth and camera_info topics are the same ({self.depth_topic})")
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.depth_topic, self.camera_info_topic)
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,7 @@ class BagOutputOptions:
     overlay_labels: bool = True
     copy_inputs: bool = True
     track: bool = True  # track ids per image topic, as the live node's default tracker gives them
+    depth: Optional[BagDepthOptions] = None  # 3D outputs of the one image topic (as the node's use_depth)
 
     def __post_init__(self) -> None:
         if not self.namespace.startswith("/") or self.namespace.endswith("/") and self.namespace != "/":

@@ -9,13 +9,15 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from mcap.writer import Writer
 from rclpy.serialization import serialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from fcclip_ros.bag_schemas import OUTPUT_QOS, complete_definition, type_name
-from fcclip_ros.conversions import rgb_to_image
+from fcclip_ros.conversions import byte_field, rgb_to_image
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+FRAME_ID = "camera_color_optical_frame"
+FX = 400.0  # focal length of camera_info, pixels
 
 
 def stamp(nanoseconds: int) -> Time:
@@ -37,6 +39,24 @@ def compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -
     assert ok
     return CompressedImage(header=Header(stamp=stamp(stamp_ns), frame_id=frame_id), format="rgb8; png compressed bgr8",
                            data=data.tobytes())
+
+
+def camera_info(width: int, height: int) -> CameraInfo:
+    """A pinhole camera of focal length FX centred on the image."""
+    info = CameraInfo(width=width, height=height)
+    info.header.frame_id = FRAME_ID
+    info.k = [FX, 0.0, (width - 1) / 2, 0.0, FX, (height - 1) / 2, 0.0, 0.0, 1.0]
+    return info
+
+
+def depth_image(width: int, height: int, stamp_ns: int, metres: float) -> Image:
+    """A 16UC1 depth plane at ``metres``, at half the colour image's resolution."""
+    values = np.full((height // 2, width // 2), round(metres * 1000), np.uint16)
+    msg = Image(height=height // 2, width=width // 2, encoding="16UC1", step=width // 2 * 2)
+    msg.header.frame_id = FRAME_ID
+    msg.header.stamp = stamp(stamp_ns)
+    msg.data = byte_field(values)
+    return msg
 
 
 def write_recording(path: Path, messages: Iterable[tuple[str, int, object]], profile: str = "ros2") -> Path:

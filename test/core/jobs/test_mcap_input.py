@@ -88,3 +88,23 @@ def test_bad_files_each_get_a_clear_error(tmp_path: Path, recording: Path) -> No
         with pytest.raises(RecordingError) as error:
             plan_recording(path)
         assert expected in str(error.value) and str(path) in str(error.value)
+
+
+def test_depth_topics_set_apart_and_spanned_by_the_chunks(tmp_path: Path) -> None:
+    info = "sensor_msgs/msg/CameraInfo"
+    source = opaque_recording(
+        tmp_path / "rgbd.mcap", {"/color": IMAGE, "/ir": IMAGE, "/depth": IMAGE, "/info": info},
+        {"/color": [T0 + k * 100 * MS for k in range(5)], "/ir": [T0 + 5 * MS],
+         "/depth": [T0 - 10 * MS + k * 100 * MS for k in range(6)], "/info": [T0 - 20 * MS]})
+    plan = plan_recording(source, ["/color"], chunk_s=0.2, depth_topics=("/depth", "/info"))
+    assert all(c.topics == ("/color",) for c in plan.chunks), "the depth topic is not segmented"
+    assert plan.frames == 5
+    assert plan.chunks[0].start_ns == T0 - 20 * MS, "chunks begin with the first camera_info"
+    assert plan.chunks[-1].end_ns > T0 + 490 * MS, "and end after the last depth"
+    assert sum(c.messages for c in plan.chunks) == 12
+    with pytest.raises(RecordingError, match=r"one image topic, but 2 are chosen \(/color, /ir\)"):
+        plan_recording(source, depth_topics=("/depth", "/info"))
+    with pytest.raises(RecordingError, match="/info is sensor_msgs/msg/CameraInfo, expected sensor_msgs/msg/Image"):
+        plan_recording(source, ["/color"], depth_topics=("/info", "/depth"))
+    with pytest.raises(RecordingError, match="no topic /missing in this recording"):
+        plan_recording(source, ["/color"], depth_topics=("/depth", "/missing"))
