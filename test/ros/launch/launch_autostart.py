@@ -1,28 +1,20 @@
 """launch_testing: `segment.launch.py` with autostart true comes up active by itself; a run-time
 parameter change applies to the next frame; the node exits 0 when the launch stops it."""
-import os
 import sys
 import unittest
 from pathlib import Path
 
-import launch
-import launch_testing.actions
 import numpy as np
 import pytest
-from ament_index_python.packages import get_package_share_directory
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CAMERA, TIMEOUT, LaunchedNode, Peer, TestShutdown, lifecycle_state, tiny_model_arguments, wait_until  # noqa: E402,F401
+from common import (CAMERA, TIMEOUT, LaunchedNode, Peer, TestShutdown, lifecycle_state, shipped_launch,  # noqa: E402,F401
+                    tiny_model_arguments, wait_until)
 
 
 @pytest.mark.launch_test
 def generate_test_description():
-    segment = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(os.path.join(get_package_share_directory("fcclip_ros"), "launch",
-                                                   "segment.launch.py")),
-        launch_arguments=tiny_model_arguments().items())
-    return launch.LaunchDescription([segment, launch_testing.actions.ReadyToTest()])
+    return shipped_launch("segment.launch.py", tiny_model_arguments())
 
 
 class TestAutostart(unittest.TestCase):

@@ -1,29 +1,20 @@
 """launch_testing: the demo launch on a machine without rviz2 (use_rviz defaults to true) skips
 RViz and still segments the bundled photos."""
-import os
 import sys
 import unittest
 from pathlib import Path
 
-import launch
-import launch_testing.actions
 import pytest
-from ament_index_python.packages import get_package_share_directory
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Peer, TestShutdown, wait_until  # noqa: E402,F401
+from common import Peer, TestShutdown, shipped_launch, wait_until  # noqa: E402,F401
 
 TIMEOUT = 180.0
 
 
 @pytest.mark.launch_test
 def generate_test_description():
-    demo = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(os.path.join(get_package_share_directory("fcclip_ros"), "launch",
-                                                   "segment_demo.launch.py")),
-        launch_arguments={"device": "cpu", "rate": "2.0"}.items())
-    return launch.LaunchDescription([demo, launch_testing.actions.ReadyToTest()])
+    return shipped_launch("segment_demo.launch.py", {"device": "cpu", "rate": "2.0"})
 
 
 class TestDemoWithoutRviz(unittest.TestCase):

@@ -1,29 +1,20 @@
 """launch_testing: `segment.launch.py autostart:=false` leaves the node unconfigured; the
 transitions a lifecycle manager (or `ros2 lifecycle set`) sends bring it up and down."""
-import os
 import sys
 import unittest
 from pathlib import Path
 
-import launch
-import launch_testing.actions
 import pytest
-from ament_index_python.packages import get_package_share_directory
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (CAMERA, TIMEOUT, LaunchedNode, Peer, TestShutdown, change_state, lifecycle_state,  # noqa: E402,F401
-                    tiny_model_arguments, wait_until)
+                    shipped_launch, tiny_model_arguments, wait_until)
 
 
 @pytest.mark.launch_test
 def generate_test_description():
     arguments = {**tiny_model_arguments(), "autostart": "false"}
-    segment = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(os.path.join(get_package_share_directory("fcclip_ros"), "launch",
-                                                   "segment.launch.py")),
-        launch_arguments=arguments.items())
-    return launch.LaunchDescription([segment, launch_testing.actions.ReadyToTest()])
+    return shipped_launch("segment.launch.py", arguments)
 
 
 class TestManualTransitions(unittest.TestCase):
