@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -44,6 +44,7 @@ def segment_files(inputs: Sequence[Path], spec: PredictorSpec, options: JobOptio
 
     Raises NothingToDo when no input can be used (nothing is written then).
     """
+    options = replace(options, model_key=spec.output_key())  # resume only parts of this model
     job = plan_job(inputs, options)
     if not job.units and not job.finished:
         reasons = "; ".join(job.failures.values())

@@ -69,7 +69,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--retries", type=int, default=3, help="attempts after a Ray task or actor fails")
 
 
-def job_options(args: argparse.Namespace, model_key: str) -> JobOptions:
+def job_options(args: argparse.Namespace) -> JobOptions:
     every = args.every if args.every is not None else args.video_stride
     if every < 1:
         raise SystemExit("fcclip-segment: --every must be >= 1")
@@ -87,7 +87,7 @@ def job_options(args: argparse.Namespace, model_key: str) -> JobOptions:
         raise SystemExit(f"fcclip-segment: {exc}") from None
     return JobOptions(output_dir=args.output, every=every, max_frames=args.max_frames,
                       track=not getattr(args, "no_track", False), topics=tuple(args.topics),
-                      start_s=args.start, end_s=args.end, chunk_s=args.chunk_seconds, bag=bag, model_key=model_key)
+                      start_s=args.start, end_s=args.end, chunk_s=args.chunk_seconds, bag=bag)
 
 
 DEPTH_SETTINGS = ("depth_scale", "depth_tolerance", "max_depth", "min_points", "cloud_decimation")
@@ -111,9 +111,7 @@ def depth_options(args: argparse.Namespace) -> Optional[BagDepthOptions]:
 
 def run_job(args: argparse.Namespace, spec: PredictorSpec, build_predictor: Callable[[PredictorSpec], Any]) -> int:
     """Plan, run and summarise; exit status 0 when every input was segmented, 1 otherwise."""
-    model_key = repr((spec.model_config, str(spec.weights), spec.untrained, spec.input_short_side,
-                      spec.max_long_side, spec.vocabulary))
-    options = job_options(args, model_key)
+    options = job_options(args)
     ray = None
     if args.ray:
         ray = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.ray_workers,

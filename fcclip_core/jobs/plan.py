@@ -31,7 +31,7 @@ class JobOptions:
     end_s: Optional[float] = None
     chunk_s: float = 60.0
     bag: BagOutputOptions = BagOutputOptions()
-    model_key: str = ""  # describes model and vocabulary: parts of another model are not reused
+    model_key: str = ""  # segment_files sets it (PredictorSpec.output_key): parts of another model are not reused
 
 
 @dataclass

@@ -24,6 +24,12 @@ class PredictorSpec:
     tf32: bool = False
     compile_mode: str = "off"
 
+    def output_key(self) -> str:
+        """What decides the outputs (model, weights, input size, vocabulary, precision), not
+        where or how fast they are computed: parts written under another key are not resumed."""
+        return repr((self.model_config, str(self.weights), self.untrained, self.input_short_side,
+                     self.max_long_side, self.vocabulary, self.precision, self.tf32))
+
     def build(self) -> Any:
         """A ready Predictor (vocabulary encoded) in this process."""
         import torch
