@@ -150,7 +150,7 @@ class _ChunkSegmenter:
         if self.options.track:
             tracker = self.trackers.setdefault(
                 frame.topic, SegmentTracker(self.spatial.tracker) if self.spatial else SegmentTracker())
-            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+            stamp = stamp_ns(header) / 1e9  # seconds, as the node gives its tracker
             positions = {sid: g.centroid for sid, g in geometry.items()}
             tracks = tracker.update_result(result, stamp=stamp, positions_3d=positions or None).track_of_segment
         messages = frame_messages(result, frame.rgb, header, self.frame_options, self.vision_msgs, tracks=tracks,
